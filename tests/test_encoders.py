@@ -1,0 +1,53 @@
+"""Encoders: parameter counts from the paper, shapes, and no leakage across the batch."""
+
+import numpy as np
+import pytest
+
+from mi_repr_tf import encoders
+from mi_repr_tf.errors import ConfigError
+
+MNIST_HALF = (14, 28, 1)
+
+
+def test_mlp_parameter_count():
+  model = encoders.get_encoder("mlp", MNIST_HALF, "g1")
+  # 392*300+300 + 300*300+300 + 300*100+100 ("about 238k")
+  assert model.count_params() == 238_300
+
+
+def test_convnet_parameter_count():
+  model = encoders.get_encoder("convnet", MNIST_HALF, "g1")
+  # conv 5*5*1*64+64 + conv 5*5*64*128+128 + layer-norm 2*128 + dense 128*100+100 ("about 220k")
+  assert model.count_params() == 1_664 + 204_928 + 256 + 12_900 == 219_748
+
+
+@pytest.mark.parametrize("name", sorted(encoders.ENCODERS))
+@pytest.mark.parametrize("shape", [MNIST_HALF, (16, 32, 3)])
+def test_output_shape(name, shape):
+  model = encoders.get_encoder(name, shape, "g1")
+  assert tuple(model(np.zeros((3,) + shape, np.float32)).shape) == (3, 100)
+
+
+@pytest.mark.parametrize("name", sorted(encoders.ENCODERS))
+def test_examples_are_encoded_independently(name):
+  """No batch statistics: example 0's embedding does not depend on the rest of the batch."""
+  rng = np.random.default_rng(0)
+  model = encoders.get_encoder(name, MNIST_HALF, "g1")
+  batch = rng.uniform(size=(8,) + MNIST_HALF).astype(np.float32)
+  other = batch.copy()
+  other[1:] = rng.uniform(size=(7,) + MNIST_HALF)
+  np.testing.assert_allclose(model(batch, training=True)[0], model(other, training=True)[0],
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_channel_layer_norm_normalises_each_example():
+  layer = encoders.ChannelLayerNorm()
+  x = np.random.default_rng(0).normal(3.0, 5.0, size=(4, 3, 5, 2)).astype(np.float32)
+  y = layer(x).numpy()
+  np.testing.assert_allclose(y.mean(axis=(1, 2, 3)), 0, atol=1e-5)
+  np.testing.assert_allclose(y.std(axis=(1, 2, 3)), 1, atol=1e-3)
+
+
+def test_unknown_encoder_names_the_key():
+  with pytest.raises(ConfigError, match=r"train.encoder='resnet'.*'convnet', 'mlp'"):
+    encoders.get_encoder("resnet", MNIST_HALF, "g1")
