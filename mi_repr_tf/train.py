@@ -1,0 +1,305 @@
+r"""Trains one two-view MI model, evaluating it as it goes (Sections 3.2-3.3 of the paper).
+
+    python -m mi_repr_tf.train --gin_file=gin/critic_bilinear.gin \
+        [--gin_file=...] [--gin_param="train.seed=1" ...] [--workdir=runs/my_run]
+
+Evaluation happens at step 0, every `eval_every` steps and at the last step: the test bound,
+the linear probe accuracy and the mean training loss since the previous evaluation go to
+`results.jsonl` and TensorBoard (see `rundir` for the run directory's layout).
+
+Resuming: running the same command on the same workdir restores the last checkpoint. A
+checkpoint is written after each evaluation's results, so a run killed at any point repeats at
+most the training steps since the last evaluation (the batches are a pure function of seed and
+step, so they come out identical) and never loses or repeats an evaluation. A finished run is
+not trained again.
+"""
+
+import datetime
+import math
+import os
+
+# Quiet TensorFlow's C++ INFO lines on the console unless the user chose a level.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+import shutil
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import gin
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mi_repr_tf import critics as critics_lib
+from mi_repr_tf import data as data_lib
+from mi_repr_tf import encoders as encoders_lib
+from mi_repr_tf import estimators as estimators_lib
+from mi_repr_tf import evaluation
+from mi_repr_tf import model as model_lib
+from mi_repr_tf import rundir
+from mi_repr_tf.errors import ConfigError, NonFiniteLossError, check_choice
+
+
+def eval_steps(num_steps, eval_every):
+  """The steps evaluated: 0, eval_every, 2 * eval_every, ..., and always num_steps."""
+  return sorted(set(range(0, num_steps + 1, eval_every)) | {num_steps})
+
+
+def _validate(num_steps, eval_every, batch_size, learning_rate, steps_per_loop, eval_chunk_size):
+  checks = [
+      ("train.num_steps", num_steps, isinstance(num_steps, int) and num_steps >= 0,
+       "an integer >= 0"),
+      ("train.eval_every", eval_every, isinstance(eval_every, int) and eval_every >= 1,
+       "an integer >= 1"),
+      ("train.batch_size", batch_size, isinstance(batch_size, int) and batch_size >= 2,
+       "an integer >= 2 (the estimators need negatives)"),
+      ("train.learning_rate", learning_rate,
+       isinstance(learning_rate, (int, float)) and learning_rate > 0, "a number > 0"),
+      ("train.steps_per_loop", steps_per_loop,
+       isinstance(steps_per_loop, int) and steps_per_loop >= 1, "an integer >= 1"),
+      ("train.eval_chunk_size", eval_chunk_size,
+       isinstance(eval_chunk_size, int) and eval_chunk_size >= 2, "an integer >= 2"),
+  ]
+  for key, value, ok, valid in checks:
+    if not ok:
+      raise ConfigError(f"{key}={value!r} is not valid; it must be {valid}")
+
+
+class _Progress:
+  """Console progress: step, steps per second and time left, at most every `every_secs`."""
+
+  def __init__(self, start_step, num_steps, every_secs):
+    self.num_steps = num_steps
+    self.every_secs = every_secs
+    self.start_time = self.last_time = time.perf_counter()
+    self.start_step = start_step
+
+  def update(self, step, loss):
+    now = time.perf_counter()
+    if now - self.last_time < self.every_secs and step < self.num_steps:
+      return
+    self.last_time = now
+    rate = (step - self.start_step) / max(now - self.start_time, 1e-9)
+    left = (self.num_steps - step) / rate if rate > 0 else float("inf")
+    left_str = str(datetime.timedelta(seconds=round(left))) if math.isfinite(left) else "?"
+    logging.info("step %d/%d (%.1f%%)  %.1f steps/s  time left %s  loss %.4f", step,
+                 self.num_steps, 100.0 * step / max(self.num_steps, 1), rate, left_str, loss)
+
+
+@gin.configurable("train", denylist=["workdir", "log_every_secs"])
+def train(workdir,
+          num_steps=21000,
+          eval_every=1000,
+          batch_size=128,
+          learning_rate=1e-4,
+          estimator="nce",
+          encoder="mlp",
+          critic="bilinear",
+          target=None,
+          seed=0,
+          eval_chunk_size=512,
+          steps_per_loop=100,
+          jit_compile=True,
+          pixel_baseline=True,
+          log_every_secs=10.0):
+  """Trains and evaluates one run in `workdir`; returns the list of evaluation records.
+
+  Args:
+    workdir: the run directory (created if needed; an existing run in it is resumed).
+    num_steps: training steps (the paper: 21,000; CIFAR10: 3x).
+    eval_every: evaluate every this many steps (and at step 0 and at the end).
+    batch_size: K, the number of pairs per batch (and of the score matrix's rows).
+    learning_rate: Adam's learning rate (the paper: 1e-4 on MNIST, 1e-5 on CIFAR10).
+    estimator: 'nce' (InfoNCE) or 'nwj'.
+    encoder: kind of g1 and g2, one of encoders.ENCODERS ('mlp', 'convnet').
+    critic: one of critics.CRITICS ('inner_product', 'bilinear', 'separable', 'concat').
+    target: None to maximise I_EST; a number t to minimise |I_EST - t| (Section 3.3).
+    seed: seeds initialisation, batch order, noise and the probe.
+    eval_chunk_size: chunk size of the test bound (the authors' notebook: 512).
+    steps_per_loop: training steps per compiled loop call (and how often the loss is checked).
+    jit_compile: compile the train step and the evaluation passes with XLA.
+    pixel_baseline: also probe the raw pixels of x_top once (baseline.json).
+    log_every_secs: how often progress is printed (a runtime option, not part of the
+      configuration: set it with --log_every_secs).
+  """
+  _validate(num_steps, eval_every, batch_size, learning_rate, steps_per_loop, eval_chunk_size)
+  check_choice("train.estimator", estimator, estimators_lib.ESTIMATORS)
+  check_choice("train.encoder", encoder, encoders_lib.ENCODERS)
+  check_choice("train.critic", critic, critics_lib.CRITICS)
+  if target is not None and not isinstance(target, (int, float)):
+    raise ConfigError(f"train.target={target!r} is not valid; it must be None or a number")
+
+  dataset = data_lib.load_dataset()
+  keras.utils.set_random_seed(seed)
+  tf.config.experimental.enable_op_determinism()
+  model = model_lib.build_model(encoder, critic, estimator, dataset.half_shape, target)
+  optimizer = keras.optimizers.Adam(learning_rate)
+  model.compile(optimizer=optimizer)
+  optimizer.build(model.trainable_variables)
+  config_str = gin.operative_config_str()
+
+  # Everything is valid: only now is anything written.
+  os.makedirs(workdir, exist_ok=True)
+  rundir.check_or_write_config(workdir, config_str)
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+  manager = tf.train.CheckpointManager(
+      checkpoint, os.path.join(workdir, rundir.CHECKPOINTS), max_to_keep=3,
+      step_counter=optimizer.iterations)
+  if manager.latest_checkpoint:
+    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+  step = int(optimizer.iterations.numpy())
+  results = rundir.read_results(workdir)
+  done = {r["step"] for r in results}
+  if step == num_steps and num_steps in done and os.path.exists(
+      os.path.join(workdir, rundir.EMBEDDINGS)):
+    logging.info("%s: the run is already finished (step %d); nothing to do.", workdir, step)
+    return results
+  if step:
+    logging.info("Resumed %s at step %d (%d evaluations recorded).", workdir, step, len(results))
+
+  writer = tf.summary.create_file_writer(os.path.join(workdir, rundir.TENSORBOARD))
+  if not results:
+    with writer.as_default():
+      tf.summary.text("operative_config", _markdown_config(config_str), step=0)
+  if pixel_baseline and rundir.read_json(workdir, rundir.BASELINE) is None:
+    t0 = time.perf_counter()
+    accuracy = evaluation.pixel_baseline(dataset, seed)
+    rundir.write_json(workdir, rundir.BASELINE, {"pixel_accuracy": accuracy})
+    logging.info("Linear probe on raw x_top pixels: accuracy %.4f (%.1f s)", accuracy,
+                 time.perf_counter() - t0)
+
+  evaluator = evaluation.Evaluator(model, dataset, eval_chunk_size, seed, jit_compile)
+  step_fn = tf.function(model.train_step, jit_compile=jit_compile)
+
+  @tf.function
+  def train_loop(iterator, n):
+    losses = tf.TensorArray(tf.float32, size=n)
+    for i in tf.range(n):
+      losses = losses.write(i, step_fn(next(iterator))["loss"])
+    return losses.stack()
+
+  iterator = iter(data_lib.train_batches(dataset.train, batch_size, seed, dataset.noise_std,
+                                         start_step=step))
+  interval_losses = []
+  progress = _Progress(step, num_steps, log_every_secs)
+  for next_eval in [s for s in eval_steps(num_steps, eval_every) if s >= step]:
+    while step < next_eval:
+      n = min(steps_per_loop, next_eval - step)
+      losses = train_loop(iterator, tf.constant(n)).numpy()
+      bad = np.flatnonzero(~np.isfinite(losses))
+      if bad.size:
+        raise NonFiniteLossError(
+            f"non-finite training loss ({losses[bad[0]]}) at step {step + bad[0] + 1}; "
+            f"stopped. The last good checkpoint is {manager.latest_checkpoint}.")
+      step += n
+      interval_losses.extend(losses.tolist())
+      progress.update(step, float(losses[-1]))
+    if step in done and not (step == num_steps and not os.path.exists(
+        os.path.join(workdir, rundir.EMBEDDINGS))):
+      interval_losses = []
+      manager.save(checkpoint_number=step)
+      continue
+    if not interval_losses:  # step 0, or resumed exactly at an unrecorded evaluation
+      peek = next(iter(data_lib.train_batches(dataset.train, batch_size, seed,
+                                              dataset.noise_std, start_step=step)))
+      interval_losses = [float(model.test_step(peek)["loss"])]
+    numbers, embeddings = evaluator.evaluate(step)
+    record = {"step": step, "train_loss": float(np.mean(interval_losses)), **numbers}
+    interval_losses = []
+    if step not in done:
+      with writer.as_default(step=step):
+        for key in ("train_loss", "test_bound", "accuracy"):
+          tf.summary.scalar(key, record[key])
+      writer.flush()
+      rundir.append_result(workdir, record)
+      results.append(record)
+      done.add(step)
+      logging.info("eval step %d: train_loss %.4f  test_bound %.4f  accuracy %.4f  "
+                   "(%.1f s: bound %.1f, embed %.1f, probe %.1f)", step, record["train_loss"],
+                   record["test_bound"], record["accuracy"],
+                   sum(numbers["eval_seconds"].values()), *numbers["eval_seconds"].values())
+    if step == num_steps:
+      rundir.write_embeddings(workdir, embeddings)
+    manager.save(checkpoint_number=step)
+  writer.close()
+  return results
+
+
+def _markdown_config(config_str):
+  """Gin config as markdown for TensorBoard's text plugin (indented: shown verbatim)."""
+  return "\n".join("    " + line for line in config_str.splitlines())
+
+
+# --------------------------------------------------------------------------- command line
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string("gin_file", [], "Gin files, in order (later ones override).")
+flags.DEFINE_multi_string("gin_param", [], "Gin bindings, e.g. \"train.seed=1\".")
+flags.DEFINE_string("workdir", None, "Run directory; default: a new folder under runs/.")
+flags.DEFINE_float("log_every_secs", 10.0, "Seconds between progress lines on the console.")
+
+
+def default_workdir(gin_files):
+  stem = os.path.splitext(os.path.basename(gin_files[-1]))[0] if gin_files else "run"
+  stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+  return os.path.join("runs", f"{stem}-{stamp}")
+
+
+def parse_gin(gin_files, gin_params):
+  """Parses gin files, then bindings; a problem becomes one ConfigError naming its source."""
+  def parse(source, fn, arg):
+    try:
+      fn(arg)
+    except (ValueError, KeyError, SyntaxError, IOError) as e:
+      message = " | ".join(str(e).strip().splitlines()[:6])
+      raise ConfigError(f"bad gin configuration in {source}: {message}") from e
+
+  for path in gin_files:
+    if not os.path.isfile(path):
+      raise ConfigError(f"--gin_file={path!r} does not exist")
+    parse(f"--gin_file={path!r}", gin.parse_config_file, path)
+  for binding in gin_params:
+    parse(f"--gin_param={binding!r}", gin.parse_config, binding)
+
+
+def run(gin_files, gin_params, workdir=None, log_every_secs=10.0):
+  """Parses the configuration and trains; returns (workdir, results). Clears gin after."""
+  gin.clear_config()
+  try:
+    parse_gin(gin_files, gin_params)
+    workdir = workdir or default_workdir(gin_files)
+    fresh = not os.path.exists(workdir)
+    try:
+      return workdir, train(workdir, log_every_secs=log_every_secs)
+    except ConfigError:
+      if fresh and os.path.isdir(workdir):
+        shutil.rmtree(workdir)  # nothing half-written that looks like a run
+      raise
+  finally:
+    gin.clear_config()
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.get_absl_handler().use_absl_log_file = False
+  try:
+    workdir, results = run(FLAGS.gin_file, FLAGS.gin_param, FLAGS.workdir,
+                           FLAGS.log_every_secs)
+  except (ConfigError, NonFiniteLossError) as e:
+    # gin appends "In call to configurable ..." lines; the message itself names the key.
+    message = "\n".join(line for line in str(e).splitlines()
+                        if not line.strip().startswith("In call to configurable"))
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+  if results:
+    last = results[-1]
+    logging.info("Done: %s (step %d, test_bound %.4f, accuracy %.4f)", workdir, last["step"],
+                 last["test_bound"], last["accuracy"])
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)
