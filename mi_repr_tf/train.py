@@ -15,7 +15,6 @@ not trained again.
 """
 
 import datetime
-import math
 import os
 
 # Quiet TensorFlow's C++ INFO lines on the console unless the user chose a level.
@@ -37,14 +36,10 @@ from mi_repr_tf import data as data_lib
 from mi_repr_tf import encoders as encoders_lib
 from mi_repr_tf import estimators as estimators_lib
 from mi_repr_tf import evaluation
+from mi_repr_tf import loop
 from mi_repr_tf import model as model_lib
 from mi_repr_tf import rundir
 from mi_repr_tf.errors import ConfigError, NonFiniteLossError, check_choice
-
-
-def eval_steps(num_steps, eval_every):
-  """The steps evaluated: 0, eval_every, 2 * eval_every, ..., and always num_steps."""
-  return sorted(set(range(0, num_steps + 1, eval_every)) | {num_steps})
 
 
 def _validate(num_steps, eval_every, batch_size, learning_rate, steps_per_loop, eval_chunk_size):
@@ -65,27 +60,6 @@ def _validate(num_steps, eval_every, batch_size, learning_rate, steps_per_loop, 
   for key, value, ok, valid in checks:
     if not ok:
       raise ConfigError(f"{key}={value!r} is not valid; it must be {valid}")
-
-
-class _Progress:
-  """Console progress: step, steps per second and time left, at most every `every_secs`."""
-
-  def __init__(self, start_step, num_steps, every_secs):
-    self.num_steps = num_steps
-    self.every_secs = every_secs
-    self.start_time = self.last_time = time.perf_counter()
-    self.start_step = start_step
-
-  def update(self, step, loss):
-    now = time.perf_counter()
-    if now - self.last_time < self.every_secs and step < self.num_steps:
-      return
-    self.last_time = now
-    rate = (step - self.start_step) / max(now - self.start_time, 1e-9)
-    left = (self.num_steps - step) / rate if rate > 0 else float("inf")
-    left_str = str(datetime.timedelta(seconds=round(left))) if math.isfinite(left) else "?"
-    logging.info("step %d/%d (%.1f%%)  %.1f steps/s  time left %s  loss %.4f", step,
-                 self.num_steps, 100.0 * step / max(self.num_steps, 1), rate, left_str, loss)
 
 
 @gin.configurable("train", denylist=["workdir", "log_every_secs"])
@@ -183,16 +157,12 @@ def train(workdir,
   iterator = iter(data_lib.train_batches(dataset.train, batch_size, seed, dataset.noise_std,
                                          start_step=step))
   interval_losses = []
-  progress = _Progress(step, num_steps, log_every_secs)
-  for next_eval in [s for s in eval_steps(num_steps, eval_every) if s >= step]:
+  progress = loop.Progress(step, num_steps, log_every_secs)
+  for next_eval in [s for s in loop.eval_steps(num_steps, eval_every) if s >= step]:
     while step < next_eval:
       n = min(steps_per_loop, next_eval - step)
       losses = train_loop(iterator, tf.constant(n)).numpy()
-      bad = np.flatnonzero(~np.isfinite(losses))
-      if bad.size:
-        raise NonFiniteLossError(
-            f"non-finite training loss ({losses[bad[0]]}) at step {step + bad[0] + 1}; "
-            f"stopped. The last good checkpoint is {manager.latest_checkpoint}.")
+      loop.check_finite(losses, step + 1, manager.latest_checkpoint)
       step += n
       interval_losses.extend(losses.tolist())
       progress.update(step, float(losses[-1]))
@@ -264,15 +234,33 @@ def parse_gin(gin_files, gin_params):
     parse(f"--gin_param={binding!r}", gin.parse_config, binding)
 
 
+# Experiments with a training loop of their own, selected by `experiment.name`. Each is a
+# function (workdir, log_every_secs=...) -> list of evaluation records, and a gin
+# configurable whose module is imported here so that its bindings parse.
+EXPERIMENTS = {
+    "two_view": train,
+}
+
+
+@gin.configurable("experiment")
+def get_experiment(name="two_view"):
+  """The training function of experiment `name` (one of EXPERIMENTS)."""
+  return EXPERIMENTS[check_choice("experiment.name", name, EXPERIMENTS)]
+
+
 def run(gin_files, gin_params, workdir=None, log_every_secs=10.0):
-  """Parses the configuration and trains; returns (workdir, results). Clears gin after."""
+  """Parses the configuration and runs the experiment; returns (workdir, results).
+
+  Gin is cleared before and after. A run that fails on its configuration before training
+  leaves no new workdir behind.
+  """
   gin.clear_config()
   try:
     parse_gin(gin_files, gin_params)
     workdir = workdir or default_workdir(gin_files)
     fresh = not os.path.exists(workdir)
     try:
-      return workdir, train(workdir, log_every_secs=log_every_secs)
+      return workdir, get_experiment()(workdir, log_every_secs=log_every_secs)
     except ConfigError:
       if fresh and os.path.isdir(workdir):
         shutil.rmtree(workdir)  # nothing half-written that looks like a run
