@@ -2,7 +2,9 @@
 
 Paper, Section 3: "we split each MNIST image into its top and bottom halves"; view 1 is
 `x_top` (rows 0-13 of 28), view 2 is `x_bottom` (rows 14-27). CIFAR10 (Appendix G) is split
-the same way, rows 0-15 and 16-31 of the 32x32x3 image (two 16x32x3 halves).
+the same way, rows 0-15 and 16-31 of the 32x32x3 image (two 16x32x3 halves; the paper writes
+"32 x 14 x 3"; `split_row` moves the cut, e.g. `dataset.split_row=14` keeps rows 0-13 and
+14-27 and drops the last 4, giving two 14x32x3 halves).
 
 Images are held in memory as uint8 (all these datasets fit) and fed by `tf.data`
 pipelines whose content is a pure function of (seed, step): the batch of training step `s`
@@ -17,6 +19,7 @@ import dataclasses
 import gzip
 import os
 import struct
+import tarfile
 
 import gin
 import numpy as np
@@ -114,6 +117,61 @@ def load_idx_dir(data_dir):
     splits[split] = Split(images[..., None], labels)
   return splits["train"], splits["test"]
 
+CIFAR10_TAR = "cifar-10-binary.tar.gz"
+CIFAR10_DIR = "cifar-10-batches-bin"
+CIFAR10_TRAIN = [f"data_batch_{i}.bin" for i in range(1, 6)]
+CIFAR10_TEST = ["test_batch.bin"]
+_CIFAR10_RECORD = 1 + 32 * 32 * 3
+
+
+def parse_cifar10_binary(raw, source):
+  """CIFAR10's binary format: records of 1 label byte + 3072 bytes (R, G, B planes, 32x32)."""
+  if len(raw) % _CIFAR10_RECORD:
+    raise DataError(f"{source} is not in the CIFAR10 binary format: {len(raw)} bytes is not a "
+                    f"multiple of {_CIFAR10_RECORD}")
+  records = np.frombuffer(raw, np.uint8).reshape(-1, _CIFAR10_RECORD)
+  images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+  return images, records[:, 0].astype(np.int64)
+
+
+def find_cifar10_binary(path):
+  """Where CIFAR10's binary version is under `path`: ('tar', file), ('dir', folder) or None.
+
+  `path` may be the `cifar-10-binary.tar.gz` file, the extracted `cifar-10-batches-bin`
+  folder, or a folder holding either of them.
+  """
+  if os.path.isfile(path) and path.endswith(".tar.gz"):
+    return "tar", path
+  for folder in (path, os.path.join(path, CIFAR10_DIR)):
+    if all(os.path.isfile(os.path.join(folder, f)) for f in CIFAR10_TRAIN + CIFAR10_TEST):
+      return "dir", folder
+  if os.path.isfile(os.path.join(path, CIFAR10_TAR)):
+    return "tar", os.path.join(path, CIFAR10_TAR)
+  return None
+
+
+def load_cifar10_binary(kind, path):
+  """Train (50,000) and test (10,000) splits from CIFAR10's binary version."""
+  def read_all(names, read):
+    parts = [parse_cifar10_binary(read(n), f"{path}:{n}") for n in names]
+    return Split(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+
+  if kind == "dir":
+    def read(name):
+      with open(os.path.join(path, name), "rb") as f:
+        return f.read()
+    return read_all(CIFAR10_TRAIN, read), read_all(CIFAR10_TEST, read)
+  try:
+    with tarfile.open(path, "r:gz") as tar:
+      members = {os.path.basename(m.name): m for m in tar.getmembers() if m.isfile()}
+      missing = [n for n in CIFAR10_TRAIN + CIFAR10_TEST if n not in members]
+      if missing:
+        raise DataError(f"{path} lacks {', '.join(missing)}")
+      read = lambda name: tar.extractfile(members[name]).read()
+      return read_all(CIFAR10_TRAIN, read), read_all(CIFAR10_TEST, read)
+  except (tarfile.TarError, OSError) as e:
+    raise DataError(f"{path} is not a readable CIFAR10 archive: {e}") from e
+
 
 def load_tfds(tfds_name, data_dir, download):
   """Train and test splits through tensorflow_datasets, as uint8 numpy arrays."""
@@ -172,15 +230,19 @@ DATASETS = {
 
 
 @gin.configurable("dataset")
-def load_dataset(name="mnist", data_dir=None, noise_std=0.0, download=True):
+def load_dataset(name="mnist", data_dir=None, noise_std=0.0, download=True, split_row=None):
   """Loads a dataset into memory.
 
   Args:
     name: one of DATASETS.
-    data_dir: None for tfds's default directory; a folder holding the four standard IDX
-      files is read directly (mnist, fashion_mnist); any other folder is a tfds data_dir.
+    data_dir: None for tfds's default directory. Read directly: for mnist and fashion_mnist a
+      folder holding the four standard IDX files; for cifar10 `cifar-10-binary.tar.gz`, the
+      extracted `cifar-10-batches-bin` folder, or a folder holding either. Any other folder
+      is a tfds data_dir.
     noise_std: standard deviation of the coupled noise added to both halves (0: none).
     download: whether tfds may download a dataset it cannot find.
+    split_row: x_top is rows [0, split_row), x_bottom the next split_row rows; None: half
+      the image height. Rows past 2 * split_row are dropped.
 
   Returns:
     An ImageDataset.
@@ -188,10 +250,17 @@ def load_dataset(name="mnist", data_dir=None, noise_std=0.0, download=True):
   check_choice("dataset.name", name, DATASETS)
   if not noise_std >= 0:
     raise ConfigError(f"dataset.noise_std={noise_std!r} must be a number >= 0")
+  cifar = name == "cifar10" and data_dir is not None and os.path.exists(data_dir)
+  cifar_binary = find_cifar10_binary(data_dir) if cifar else None
   if name == "mnist_5k":
     train, test = load_mnist_5k()
+  elif data_dir is not None and not os.path.exists(data_dir):
+    raise DataError(f"dataset.data_dir={data_dir!r} does not exist")
+  elif cifar_binary is not None:
+    train, test = load_cifar10_binary(*cifar_binary)
   elif data_dir is not None and not os.path.isdir(data_dir):
-    raise DataError(f"dataset.data_dir={data_dir!r} does not exist or is not a directory")
+    raise DataError(f"dataset.data_dir={data_dir!r} is a file; expected a folder (or, for "
+                    f"cifar10, {CIFAR10_TAR})")
   elif data_dir is not None and find_idx_files(data_dir) is not None:
     if name == "cifar10":
       raise DataError(f"dataset.data_dir={data_dir!r} holds MNIST-format IDX files, "
@@ -199,9 +268,18 @@ def load_dataset(name="mnist", data_dir=None, noise_std=0.0, download=True):
     train, test = load_idx_dir(data_dir)
   else:
     train, test = load_tfds(DATASETS[name], data_dir, download)
-  if train.images.shape[1] % 2:
-    raise DataError(f"dataset {name!r}: images of odd height {train.images.shape[1]} "
-                    "cannot be split into equal halves")
+  height = train.images.shape[1]
+  if split_row is None:
+    if height % 2:
+      raise DataError(f"dataset {name!r}: images of odd height {height} cannot be split into "
+                      "equal halves; set dataset.split_row")
+    split_row = height // 2
+  if not (isinstance(split_row, int) and 1 <= split_row <= height // 2):
+    raise ConfigError(f"dataset.split_row={split_row!r} is not valid; it must be an integer "
+                      f"in [1, {height // 2}] for images of height {height}")
+  if split_row * 2 != height:
+    train = Split(train.images[:, :2 * split_row], train.labels)
+    test = Split(test.images[:, :2 * split_row], test.labels)
   return ImageDataset(name, train, test, float(noise_std))
 
 

@@ -173,3 +173,65 @@ def test_eval_noise_is_fixed_by_its_seed():
   for u, v, w in zip(a, b, c):
     np.testing.assert_array_equal(u, v)
     assert not np.allclose(u, w)
+
+
+def _write_cifar10(folder, n_per_batch=7):
+  """A small file set in CIFAR10's binary format; image k of a batch has pixel (0,0) R = k."""
+  os.makedirs(folder, exist_ok=True)
+  rng = np.random.default_rng(0)
+  expected = {}
+  for name in data.CIFAR10_TRAIN + data.CIFAR10_TEST:
+    labels = rng.integers(0, 10, n_per_batch).astype(np.uint8)
+    planes = rng.integers(0, 256, (n_per_batch, 3, 32, 32)).astype(np.uint8)
+    planes[:, 0, 0, 0] = np.arange(n_per_batch)
+    planes[:, 2, 31, 31] = 200  # blue channel, bottom-right pixel
+    records = np.concatenate([labels[:, None], planes.reshape(n_per_batch, -1)], axis=1)
+    with open(os.path.join(folder, name), "wb") as f:
+      f.write(records.tobytes())
+    expected[name] = (planes.transpose(0, 2, 3, 1), labels)
+  return expected
+
+
+@pytest.mark.parametrize("layout", ["batches_dir", "parent_dir", "tar_file", "tar_in_dir"])
+def test_cifar10_binary_format(tmp_path, layout):
+  import tarfile  # pylint: disable=g-import-not-at-top
+  batches = tmp_path / "src" / data.CIFAR10_DIR
+  expected = _write_cifar10(str(batches))
+  if layout == "batches_dir":
+    data_dir = str(batches)
+  elif layout == "parent_dir":
+    data_dir = str(tmp_path / "src")
+  else:
+    archive_dir = tmp_path / "archive"
+    archive_dir.mkdir()
+    archive = archive_dir / data.CIFAR10_TAR
+    with tarfile.open(archive, "w:gz") as tar:
+      tar.add(str(batches), arcname=data.CIFAR10_DIR)
+    data_dir = str(archive) if layout == "tar_file" else str(archive_dir)
+  ds = data.load_dataset(name="cifar10", data_dir=data_dir)
+  assert ds.train.images.shape == (35, 32, 32, 3) and ds.test.images.shape == (7, 32, 32, 3)
+  assert ds.half_shape == (16, 32, 3)
+  images, labels = expected["data_batch_2.bin"]
+  np.testing.assert_array_equal(ds.train.images[7:14], images)  # planes -> HWC
+  np.testing.assert_array_equal(ds.train.labels[7:14], labels)
+  np.testing.assert_array_equal(ds.test.labels, expected["test_batch.bin"][1])
+  x_top, x_bottom = data.split_halves(ds.test.images)
+  np.testing.assert_allclose(x_bottom.numpy()[:, 15, 31, 2], 200 / 255.0, rtol=1e-6)
+
+
+def test_cifar10_split_row_is_configurable(tmp_path):
+  _write_cifar10(str(tmp_path))
+  ds = data.load_dataset(name="cifar10", data_dir=str(tmp_path), split_row=14)
+  assert ds.half_shape == (14, 32, 3)
+  x_top, x_bottom = data.split_halves(ds.train.images)
+  assert x_top.shape[1:] == x_bottom.shape[1:] == (14, 32, 3)
+  with pytest.raises(ConfigError, match="dataset.split_row=17"):
+    data.load_dataset(name="cifar10", data_dir=str(tmp_path), split_row=17)
+
+
+def test_truncated_cifar10_file_is_named(tmp_path):
+  _write_cifar10(str(tmp_path))
+  with open(tmp_path / "test_batch.bin", "ab") as f:
+    f.write(b"\0" * 5)
+  with pytest.raises(DataError, match="test_batch.bin is not in the CIFAR10 binary format"):
+    data.load_dataset(name="cifar10", data_dir=str(tmp_path))
