@@ -177,11 +177,14 @@ def train(workdir,
       interval_losses = [float(model.test_step(peek)["loss"])]
     numbers, embeddings = evaluator.evaluate(step)
     record = {"step": step, "train_loss": float(np.mean(interval_losses)), **numbers}
+    if target is not None:  # Section 3.3: how far the test bound is from the target
+      record["test_target_gap"] = abs(record["test_bound"] - target)
     interval_losses = []
     if step not in done:
       with writer.as_default(step=step):
-        for key in ("train_loss", "test_bound", "accuracy"):
-          tf.summary.scalar(key, record[key])
+        for key in ("train_loss", "test_bound", "accuracy", "test_target_gap"):
+          if key in record:
+            tf.summary.scalar(key, record[key])
       writer.flush()
       rundir.append_result(workdir, record)
       results.append(record)
@@ -229,6 +232,8 @@ def parse_gin(gin_files, gin_params):
   for path in gin_files:
     if not os.path.isfile(path):
       raise ConfigError(f"--gin_file={path!r} does not exist")
+    # `include 'other.gin'` inside a gin file resolves next to that file.
+    gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))
     parse(f"--gin_file={path!r}", gin.parse_config_file, path)
   for binding in gin_params:
     parse(f"--gin_param={binding!r}", gin.parse_config, binding)
