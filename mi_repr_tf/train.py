@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from mi_repr_tf import critics as critics_lib
 from mi_repr_tf import data as data_lib
+from mi_repr_tf import diagnostics as diagnostics_lib
 from mi_repr_tf import encoders as encoders_lib
 from mi_repr_tf import estimators as estimators_lib
 from mi_repr_tf import evaluation
@@ -112,31 +113,17 @@ def train(workdir,
   optimizer = keras.optimizers.Adam(learning_rate)
   model.compile(optimizer=optimizer)
   optimizer.build(model.trainable_variables)
+  diagnostics = diagnostics_lib.settings()  # before the config string: its bindings belong in it
   config_str = gin.operative_config_str()
 
   # Everything is valid: only now is anything written.
-  os.makedirs(workdir, exist_ok=True)
-  rundir.check_or_write_config(workdir, config_str)
-  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-  manager = tf.train.CheckpointManager(
-      checkpoint, os.path.join(workdir, rundir.CHECKPOINTS), max_to_keep=3,
-      step_counter=optimizer.iterations)
-  if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-  step = int(optimizer.iterations.numpy())
-  results = rundir.read_results(workdir)
-  done = {r["step"] for r in results}
-  if step == num_steps and num_steps in done and os.path.exists(
-      os.path.join(workdir, rundir.EMBEDDINGS)):
-    logging.info("%s: the run is already finished (step %d); nothing to do.", workdir, step)
-    return results
-  if step:
-    logging.info("Resumed %s at step %d (%d evaluations recorded).", workdir, step, len(results))
+  session = loop.RunSession(workdir, config_str,
+                            tf.train.Checkpoint(model=model, optimizer=optimizer),
+                            optimizer.iterations)
+  if session.finished(num_steps):
+    return session.results
+  step = session.step
 
-  writer = tf.summary.create_file_writer(os.path.join(workdir, rundir.TENSORBOARD))
-  if not results:
-    with writer.as_default():
-      tf.summary.text("operative_config", _markdown_config(config_str), step=0)
   if pixel_baseline and rundir.read_json(workdir, rundir.BASELINE) is None:
     t0 = time.perf_counter()
     accuracy = evaluation.pixel_baseline(dataset, seed)
@@ -144,7 +131,8 @@ def train(workdir,
     logging.info("Linear probe on raw x_top pixels: accuracy %.4f (%.1f s)", accuracy,
                  time.perf_counter() - t0)
 
-  evaluator = evaluation.Evaluator(model, dataset, eval_chunk_size, seed, jit_compile)
+  evaluator = evaluation.Evaluator(model, dataset, eval_chunk_size, seed, jit_compile,
+                                   diagnostics)
   step_fn = tf.function(model.train_step, jit_compile=jit_compile)
 
   @tf.function
@@ -162,14 +150,14 @@ def train(workdir,
     while step < next_eval:
       n = min(steps_per_loop, next_eval - step)
       losses = train_loop(iterator, tf.constant(n)).numpy()
-      loop.check_finite(losses, step + 1, manager.latest_checkpoint)
+      loop.check_finite(losses, step + 1, session.latest_checkpoint)
       step += n
       interval_losses.extend(losses.tolist())
       progress.update(step, float(losses[-1]))
-    if step in done and not (step == num_steps and not os.path.exists(
-        os.path.join(workdir, rundir.EMBEDDINGS))):
-      interval_losses = []
-      manager.save(checkpoint_number=step)
+    final = step == num_steps
+    if step in session.done and not (final and not session.has_embeddings()):
+      interval_losses = []  # recorded before the run was killed: only the checkpoint is due
+      session.save(step)
       continue
     if not interval_losses:  # step 0, or resumed exactly at an unrecorded evaluation
       peek = next(iter(data_lib.train_batches(dataset.train, batch_size, seed,
@@ -180,29 +168,19 @@ def train(workdir,
     if target is not None:  # Section 3.3: how far the test bound is from the target
       record["test_target_gap"] = abs(record["test_bound"] - target)
     interval_losses = []
-    if step not in done:
-      with writer.as_default(step=step):
-        for key in ("train_loss", "test_bound", "accuracy", "test_target_gap"):
-          if key in record:
-            tf.summary.scalar(key, record[key])
-      writer.flush()
-      rundir.append_result(workdir, record)
-      results.append(record)
-      done.add(step)
+    if step not in session.done:
+      with session.writer.as_default(step=step):
+        diagnostics_lib.write_summaries(numbers, evaluator.histograms)
+      session.record(record, ("train_loss", "test_bound", "accuracy", "test_target_gap"))
       logging.info("eval step %d: train_loss %.4f  test_bound %.4f  accuracy %.4f  "
                    "(%.1f s: bound %.1f, embed %.1f, probe %.1f)", step, record["train_loss"],
                    record["test_bound"], record["accuracy"],
                    sum(numbers["eval_seconds"].values()), *numbers["eval_seconds"].values())
-    if step == num_steps:
+    if final:
       rundir.write_embeddings(workdir, embeddings)
-    manager.save(checkpoint_number=step)
-  writer.close()
-  return results
-
-
-def _markdown_config(config_str):
-  """Gin config as markdown for TensorBoard's text plugin (indented: shown verbatim)."""
-  return "\n".join("    " + line for line in config_str.splitlines())
+    session.save(step)
+  session.close()
+  return session.results
 
 
 # --------------------------------------------------------------------------- command line
