@@ -37,6 +37,7 @@ from mi_repr_tf import diagnostics as diagnostics_lib
 from mi_repr_tf import encoders as encoders_lib
 from mi_repr_tf import estimators as estimators_lib
 from mi_repr_tf import evaluation
+from mi_repr_tf import gaussian
 from mi_repr_tf import loop
 from mi_repr_tf import model as model_lib
 from mi_repr_tf import rundir
@@ -222,6 +223,7 @@ def parse_gin(gin_files, gin_params):
 # configurable whose module is imported here so that its bindings parse.
 EXPERIMENTS = {
     "two_view": train,
+    "gaussian": gaussian.train_gaussian,
 }
 
 
