@@ -4,6 +4,14 @@ For a batch of K pairs (x_top_i, x_bottom_i) the critic scores every pair,
 S[i, j] = f(g1(x_top_i), g2(x_bottom_j)), and the estimator turns S into a bound I_EST.
 `train_step` takes one Adam step on -I_EST (or on |I_EST - t| when a target t is set,
 Section 3.3); `test_step` returns the bound without updating anything.
+
+Under a `tf.distribute` strategy with R replicas each replica embeds its slice of the global
+batch; the embeddings are gathered across replicas (`cross_replica_concat`) so that every
+replica scores the same global K x K matrix and computes the same bound as one device would.
+Gradients: replica r's loss reaches its own encoder rows only, and the optimizer sums the
+replicas' gradients, so the encoders' gradient is the single-device one; every replica
+computes the full critic gradient, so that part is divided by R. The update then equals
+the single-device update on the same global batch.
 """
 
 import keras
@@ -12,6 +20,27 @@ import tensorflow as tf
 from mi_repr_tf import critics as critics_lib
 from mi_repr_tf import encoders as encoders_lib
 from mi_repr_tf import estimators as estimators_lib
+
+
+def cross_replica_concat(x):
+  """Concatenates `x` [k, ...] of every replica along axis 0, in replica order: [R * k, ...].
+
+  Outside a multi-replica context it returns `x`. The other replicas' rows are constants
+  here (gathered forward only, no collective in the backward pass); this replica's rows
+  stay differentiable, so the gradient reaches exactly the embeddings it computed.
+  """
+  context = tf.distribute.get_replica_context()
+  if context is None or context.num_replicas_in_sync == 1:
+    return x
+  gathered = context.all_gather(tf.stop_gradient(x), axis=0)
+  k = tf.shape(x)[0]
+  start = tf.cast(context.replica_id_in_sync_group, tf.int32) * k
+  return tf.concat([gathered[:start], x, gathered[start + k:]], axis=0)
+
+
+def num_replicas():
+  context = tf.distribute.get_replica_context()
+  return 1 if context is None else context.num_replicas_in_sync
 
 
 class MIModel(keras.Model):
@@ -28,7 +57,9 @@ class MIModel(keras.Model):
   def call(self, inputs, training=False):
     """inputs = (x_top, x_bottom, ...) -> the [K, K] score matrix."""
     x_top, x_bottom = inputs[0], inputs[1]
-    return self.critic(self.g1(x_top, training=training), self.g2(x_bottom, training=training))
+    z1 = cross_replica_concat(self.g1(x_top, training=training))
+    z2 = cross_replica_concat(self.g2(x_bottom, training=training))
+    return self.critic(z1, z2)
 
   def bound_and_loss(self, x_top, x_bottom, training=False):
     bound = self.estimator(self((x_top, x_bottom), training=training))
@@ -39,7 +70,13 @@ class MIModel(keras.Model):
     with tf.GradientTape() as tape:
       bound, loss = self.bound_and_loss(x_top, x_bottom, training=True)
     variables = self.trainable_variables
-    self.optimizer.apply(tape.gradient(loss, variables), variables)
+    gradients = tape.gradient(loss, variables)
+    replicas = num_replicas()
+    if replicas > 1:
+      critic_variables = {id(v) for v in self.critic.trainable_variables}
+      gradients = [g / replicas if id(v) in critic_variables else g
+                   for g, v in zip(gradients, variables)]
+    self.optimizer.apply(gradients, variables)
     return {"loss": loss, "bound": bound}
 
   def test_step(self, data):

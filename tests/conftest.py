@@ -9,6 +9,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import gin  # pylint: disable=g-import-not-at-top
 import numpy as np
 import pytest
+import tensorflow as tf
+
+# Two logical CPU devices, so that MirroredStrategy(["/cpu:0", "/cpu:1"]) can be tested; this
+# must happen before TensorFlow initialises its devices, i.e. before any test runs an op.
+_cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -55,3 +61,10 @@ def clean_gin():
   gin.clear_config()
   yield
   gin.clear_config()
+
+
+@pytest.fixture(scope="session")
+def two_cpu_strategy():
+  """One MirroredStrategy over the two logical CPUs for the whole session (strategies created
+  side by side in one process can collide in their collective instance keys)."""
+  return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
