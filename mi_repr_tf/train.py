@@ -34,6 +34,7 @@ import tensorflow as tf
 from mi_repr_tf import critics as critics_lib
 from mi_repr_tf import data as data_lib
 from mi_repr_tf import diagnostics as diagnostics_lib
+from mi_repr_tf import distribute as distribute_lib
 from mi_repr_tf import encoders as encoders_lib
 from mi_repr_tf import estimators as estimators_lib
 from mi_repr_tf import evaluation
@@ -107,17 +108,28 @@ def train(workdir,
   if target is not None and not isinstance(target, (int, float)):
     raise ConfigError(f"train.target={target!r} is not valid; it must be None or a number")
 
+  strategy = distribute_lib.get_strategy()  # before any op: it may split the CPU
+  replicas = strategy.num_replicas_in_sync
+  if batch_size % replicas:
+    raise ConfigError(f"train.batch_size={batch_size} is not divisible by the {replicas} "
+                      "replicas of distribute.strategy")
   dataset = data_lib.load_dataset()
   keras.utils.set_random_seed(seed)
   tf.config.experimental.enable_op_determinism()
-  model = model_lib.build_model(encoder, critic, estimator, dataset.half_shape, target)
-  optimizer = keras.optimizers.Adam(learning_rate)
-  model.compile(optimizer=optimizer)
-  optimizer.build(model.trainable_variables)
+  with strategy.scope():
+    model = model_lib.build_model(encoder, critic, estimator, dataset.half_shape, target)
+    optimizer = keras.optimizers.Adam(learning_rate)
+    model.compile(optimizer=optimizer)
+    optimizer.build(model.trainable_variables)
   diagnostics = diagnostics_lib.settings()  # before the config string: its bindings belong in it
   config_str = gin.operative_config_str()
 
-  # Everything is valid: only now is anything written.
+  # Everything is valid: only now is anything written. In a multi-worker cluster only the
+  # chief records the run; the other workers keep their checkpoints in a folder of their own
+  # (every worker must take part in saving).
+  chief = distribute_lib.is_chief(strategy)
+  if not chief:
+    workdir = os.path.join(workdir, f".worker-{distribute_lib.task_id(strategy)}")
   session = loop.RunSession(workdir, config_str,
                             tf.train.Checkpoint(model=model, optimizer=optimizer),
                             optimizer.iterations)
@@ -125,7 +137,7 @@ def train(workdir,
     return session.results
   step = session.step
 
-  if pixel_baseline and rundir.read_json(workdir, rundir.BASELINE) is None:
+  if chief and pixel_baseline and rundir.read_json(workdir, rundir.BASELINE) is None:
     t0 = time.perf_counter()
     accuracy = evaluation.pixel_baseline(dataset, seed)
     rundir.write_json(workdir, rundir.BASELINE, {"pixel_accuracy": accuracy})
@@ -134,17 +146,10 @@ def train(workdir,
 
   evaluator = evaluation.Evaluator(model, dataset, eval_chunk_size, seed, jit_compile,
                                    diagnostics)
-  step_fn = tf.function(model.train_step, jit_compile=jit_compile)
-
-  @tf.function
-  def train_loop(iterator, n):
-    losses = tf.TensorArray(tf.float32, size=n)
-    for i in tf.range(n):
-      losses = losses.write(i, step_fn(next(iterator))["loss"])
-    return losses.stack()
-
-  iterator = iter(data_lib.train_batches(dataset.train, batch_size, seed, dataset.noise_std,
-                                         start_step=step))
+  train_loop = make_train_loop(model, strategy, jit_compile)
+  iterator = iter(distribute_lib.distribute_batches(
+      strategy, lambda: data_lib.train_batches(dataset.train, batch_size, seed,
+                                               dataset.noise_std, start_step=step)))
   interval_losses = []
   progress = loop.Progress(step, num_steps, log_every_secs)
   for next_eval in [s for s in loop.eval_steps(num_steps, eval_every) if s >= step]:
@@ -156,14 +161,14 @@ def train(workdir,
       interval_losses.extend(losses.tolist())
       progress.update(step, float(losses[-1]))
     final = step == num_steps
-    if step in session.done and not (final and not session.has_embeddings()):
+    if not chief or (step in session.done and not (final and not session.has_embeddings())):
       interval_losses = []  # recorded before the run was killed: only the checkpoint is due
       session.save(step)
       continue
     if not interval_losses:  # step 0, or resumed exactly at an unrecorded evaluation
       peek = next(iter(data_lib.train_batches(dataset.train, batch_size, seed,
                                               dataset.noise_std, start_step=step)))
-      interval_losses = [float(model.test_step(peek)["loss"])]
+      interval_losses = [float(model.test_step(peek)["loss"])]  # global batch, one device
     numbers, embeddings = evaluator.evaluate(step)
     record = {"step": step, "train_loss": float(np.mean(interval_losses)), **numbers}
     if target is not None:  # Section 3.3: how far the test bound is from the target
@@ -182,6 +187,29 @@ def train(workdir,
     session.save(step)
   session.close()
   return session.results
+
+
+def make_train_loop(model, strategy, jit_compile):
+  """A compiled function (iterator, n) -> the n training losses of n steps.
+
+  Each step runs `model.train_step` on every replica (`strategy.run`); the loop over steps
+  runs inside one `tf.function`, so no Python runs between the steps of a call. With one
+  replica the step is compiled with XLA when `jit_compile`; with several, XLA is not used
+  (the cross-replica gather is left to the strategy's collectives).
+  """
+  step_fn = tf.function(model.train_step,
+                        jit_compile=jit_compile and strategy.num_replicas_in_sync == 1)
+
+  @tf.function
+  def train_loop(iterator, n):
+    losses = tf.TensorArray(tf.float32, size=n)
+    for i in tf.range(n):
+      outputs = strategy.run(step_fn, args=(next(iterator),))
+      losses = losses.write(
+          i, strategy.reduce(tf.distribute.ReduceOp.MEAN, outputs["loss"], axis=None))
+    return losses.stack()
+
+  return train_loop
 
 
 # --------------------------------------------------------------------------- command line

@@ -200,6 +200,10 @@ def test_workdir_of_another_configuration_is_refused(tiny_idx_dir, tmp_path, ref
     (["--gin_file=gin/no_such_file.gin"], "no_such_file.gin"),
     (["--gin_param=train.seed="], "train.seed"),
     (["--gin_param=train.batch_size=1"], "train.batch_size=1"),
+    (["--gin_param=distribute.strategy='tpu'"], "distribute.strategy='tpu'"),
+    (["--gin_param=distribute.strategy='multi_worker'"], "TF_CONFIG"),
+    (["--gin_param=distribute.strategy='mirrored'", "--gin_param=distribute.cpu_devices=2",
+      "--gin_param=train.batch_size=15"], "train.batch_size=15"),
 ])
 def test_bad_input_is_one_clear_error(tiny_idx_dir, tmp_path, extra, named):
   workdir = tmp_path / "run"
