@@ -1,0 +1,119 @@
+r"""Benchmark of the hot paths: the train step and one evaluation.
+
+    python -m launch.bench [--configs=mlp:bilinear,convnet:bilinear] [--steps=2000]
+        [--data_dir=/usr/share/datasets/fashion-mnist] [--no_jit]
+
+For each encoder x critic at batch 128 it prints: training steps per second (the real
+training loop: `train.make_train_loop` over the `tf.data` pipeline), the train step's FLOPs
+(counted by TensorFlow's profiler on the step's graph: forward, backward and Adam), the
+achieved FLOP/s and its ratio to the FLOP/s of a large fp32 matmul measured in the same
+process, and the time of one evaluation split into test bound, embeddings and probe.
+Data: the Fashion-MNIST IDX files when present, else random images of MNIST's shape.
+"""
+
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mi_repr_tf import data as data_lib
+from mi_repr_tf import evaluation
+from mi_repr_tf import model as model_lib
+from mi_repr_tf import train as train_lib
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("configs", ["mlp:bilinear", "mlp:separable", "mlp:concat", "convnet:bilinear"],
+                  "encoder:critic pairs.")
+flags.DEFINE_integer("steps", 2000, "Timed training steps per configuration.")
+flags.DEFINE_integer("batch_size", 128, "K.")
+flags.DEFINE_integer("steps_per_loop", 100, "Steps per compiled loop call.")
+flags.DEFINE_string("data_dir", "/usr/share/datasets/fashion-mnist", "IDX folder, if present.")
+flags.DEFINE_bool("jit", True, "XLA-compile the train step and evaluation passes.")
+flags.DEFINE_integer("matmul_size", 4096, "n of the n x n reference matmul.")
+
+
+def matmul_flops_per_second(n, seconds=3.0):
+  """FLOP/s of an n x n fp32 matmul (2 n^3 FLOPs), compiled with XLA, best of several runs."""
+  a = tf.random.normal([n, n])
+  b = tf.random.normal([n, n])
+  matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)), jit_compile=True)
+  matmul(a, b).numpy()
+  best, start = 0.0, time.perf_counter()
+  while time.perf_counter() - start < seconds:
+    t0 = time.perf_counter()
+    matmul(a, b).numpy()
+    best = max(best, 2 * n**3 / (time.perf_counter() - t0))
+  return best
+
+
+def step_flops(model, batch):
+  """FLOPs of one train step as TensorFlow's profiler counts them on the step's graph."""
+  graph = tf.function(model.train_step).get_concrete_function(batch).graph
+  options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+  options["output"] = "none"
+  return tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops
+
+
+def load(data_dir):
+  if data_dir and data_lib.find_idx_files(data_dir):
+    return data_lib.load_dataset(name="fashion_mnist", data_dir=data_dir)
+  rng = np.random.default_rng(0)
+  split = lambda n: data_lib.Split(rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
+                                   rng.integers(0, 10, n))
+  return data_lib.ImageDataset("random", split(60000), split(10000))
+
+
+def bench_config(encoder, critic, dataset, peak):
+  keras.utils.set_random_seed(0)
+  model = model_lib.build_model(encoder, critic, "nce", dataset.half_shape)
+  optimizer = keras.optimizers.Adam(1e-4)
+  model.compile(optimizer=optimizer)
+  optimizer.build(model.trainable_variables)
+  batches = data_lib.train_batches(dataset.train, FLAGS.batch_size, seed=0)
+  flops = step_flops(model, next(iter(batches)))
+
+  strategy = tf.distribute.get_strategy()
+  train_loop = train_lib.make_train_loop(model, strategy, FLAGS.jit)
+  iterator = iter(batches)
+  n = tf.constant(FLAGS.steps_per_loop)
+  train_loop(iterator, n).numpy()  # compile and warm up
+  loops = max(1, FLAGS.steps // FLAGS.steps_per_loop)
+  t0 = time.perf_counter()
+  for _ in range(loops):
+    train_loop(iterator, n).numpy()
+  steps_per_second = loops * FLAGS.steps_per_loop / (time.perf_counter() - t0)
+
+  evaluator = evaluation.Evaluator(model, dataset, jit_compile=FLAGS.jit)
+  evaluator.evaluate(0)  # compile
+  numbers, _ = evaluator.evaluate(1000)
+  achieved = flops * steps_per_second
+  return {"config": f"{encoder} + {critic}", "steps/s": steps_per_second,
+          "MFLOP/step": flops / 1e6, "GFLOP/s": achieved / 1e9, "of matmul": achieved / peak,
+          **{f"eval {k} s": v for k, v in numbers["eval_seconds"].items()}}
+
+
+def main(argv):
+  del argv
+  dataset = load(FLAGS.data_dir)
+  peak = matmul_flops_per_second(FLAGS.matmul_size)
+  print(f"data: {dataset.name} ({len(dataset.train)} train, {len(dataset.test)} test); "
+        f"batch {FLAGS.batch_size}; XLA {FLAGS.jit}; {FLAGS.matmul_size}^2 fp32 matmul: "
+        f"{peak / 1e9:.1f} GFLOP/s")
+  rows = [bench_config(*c.split(":"), dataset, peak) for c in FLAGS.configs]
+  keys = list(rows[0])
+  print("| " + " | ".join(keys) + " |")
+  print("|" + "---|" * len(keys))
+  for row in rows:
+    cells = [row[k] if isinstance(row[k], str) else
+             (f"{row[k]:.0%}" if k == "of matmul" else f"{row[k]:.2f}") for k in keys]
+    print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+  app.run(main)
