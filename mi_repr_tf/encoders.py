@@ -9,12 +9,18 @@ Section 3.2-3.3 and Appendix D of the paper:
   14x28x1 half ("about 220k"). No batch normalisation: it would leak information across the
   batch, i.e. across positives and negatives.
 
+Section 3.1 (the same dimension as the input, 392 on an MNIST half):
+- MLP with skip connections ('mlp_skip'): five square layers x = layer(x) + x, near the
+  identity at initialisation; it can become non-invertible (experiment E3).
+- RealNVP ('realnvp', in realnvp.py): invertible for every parameter value (E1, E2).
+
 Every encoder takes a half image [B, H, W, C] in [0, 1] and returns [B, dim].
 """
 
 import gin
 import keras
 
+from mi_repr_tf import realnvp as realnvp_lib
 from mi_repr_tf.errors import check_choice
 
 
@@ -60,9 +66,49 @@ def convnet(input_shape, filters=(64, 128), kernel_size=5, dim=100, name="convne
   return keras.Model(inputs, outputs, name=name)
 
 
+class SkipDense(keras.layers.Layer):
+  """x -> activation(W x + b) + x: a square Dense layer with a skip connection."""
+
+  def __init__(self, activation=None, init_stddev=1e-4, **kwargs):
+    super().__init__(**kwargs)
+    self.activation = keras.activations.get(activation)
+    self.init_stddev = init_stddev
+
+  def build(self, input_shape):
+    dim = input_shape[-1]
+    self.kernel = self.add_weight(
+        name="kernel", shape=(dim, dim),
+        initializer=keras.initializers.TruncatedNormal(stddev=self.init_stddev))
+    self.bias = self.add_weight(name="bias", shape=(dim,), initializer="zeros")
+
+  def call(self, x):
+    return self.activation(keras.ops.matmul(x, self.kernel) + self.bias) + x
+
+
+@gin.configurable("mlp_skip")
+def mlp_skip(input_shape, num_layers=5, init_stddev=1e-4, name="mlp_skip"):
+  """MLP with skip connections of Section 3.1 ("bias towards hard-to-invert encoders").
+
+  Flatten to d values (392 on MNIST), then `num_layers` layers x = layer(x) + x of width d:
+  relu on all but the last (the paper's "4 hidden layers of the same dimension as the input,
+  with a skip connection added to each layer"). Kernels are truncated-normal with stddev
+  `init_stddev` (so |W_ij| <= 2 * init_stddev) and biases zero: at initialisation every entry
+  of the Jacobian is within 5 * 2e-4 = 1e-3 of the identity's, and g1 is close to the identity,
+  which maximises the true MI. Training can make it ill-conditioned or non-invertible.
+  """
+  inputs = keras.Input(shape=input_shape)
+  x = keras.layers.Flatten()(inputs)
+  for i in range(num_layers):
+    activation = "relu" if i < num_layers - 1 else None
+    x = SkipDense(activation, init_stddev, name=f"skip_dense_{i}")(x)
+  return keras.Model(inputs, x, name=name)
+
+
 ENCODERS = {
     "mlp": mlp,
     "convnet": convnet,
+    "mlp_skip": mlp_skip,
+    "realnvp": realnvp_lib.realnvp,  # the invertible encoder of Section 3.1
 }
 
 

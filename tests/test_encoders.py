@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from mi_repr_tf import encoders
 from mi_repr_tf.errors import ConfigError
@@ -21,11 +22,37 @@ def test_convnet_parameter_count():
   assert model.count_params() == 1_664 + 204_928 + 256 + 12_900 == 219_748
 
 
+# Section 3.1's encoders keep the input's dimension (392 on an MNIST half); the others give 100.
+SAME_DIM = {"mlp_skip", "realnvp"}
+
+
 @pytest.mark.parametrize("name", sorted(encoders.ENCODERS))
 @pytest.mark.parametrize("shape", [MNIST_HALF, (16, 32, 3)])
 def test_output_shape(name, shape):
   model = encoders.get_encoder(name, shape, "g1")
-  assert tuple(model(np.zeros((3,) + shape, np.float32)).shape) == (3, 100)
+  dim = int(np.prod(shape)) if name in SAME_DIM else 100
+  assert tuple(model(np.zeros((3,) + shape, np.float32)).shape) == (3, dim)
+
+
+def test_mlp_skip_parameter_count():
+  model = encoders.get_encoder("mlp_skip", MNIST_HALF, "g1")
+  assert model.count_params() == 5 * (392 * 392 + 392) == 770_280
+
+
+def test_mlp_skip_starts_near_the_identity():
+  """Truncated-normal kernels (|W_ij| <= 2e-4), zero biases, five layers: every entry of the
+  Jacobian is within 1e-3 of the identity's, and the output within 1e-2 of the input."""
+  rng = np.random.default_rng(0)
+  x = tf.constant(rng.uniform(size=(16,) + MNIST_HALF), tf.float32)
+  model = encoders.get_encoder("mlp_skip", MNIST_HALF, "g1")
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    y = model(x)
+  jac = tape.batch_jacobian(y, x).numpy().reshape(16, 392, 392)
+  deviation = np.abs(jac - np.eye(392))
+  assert deviation.max() < 1e-3
+  assert deviation.max() > 1e-5  # not exactly the identity: the kernels are not zero
+  np.testing.assert_allclose(y, x.numpy().reshape(16, 392), atol=1e-2)
 
 
 @pytest.mark.parametrize("name", sorted(encoders.ENCODERS))
