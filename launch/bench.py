@@ -36,6 +36,8 @@ flags.DEFINE_integer("steps_per_loop", 100, "Steps per compiled loop call.")
 flags.DEFINE_string("data_dir", "/usr/share/datasets/fashion-mnist", "IDX folder, if present.")
 flags.DEFINE_bool("jit", True, "XLA-compile the train step and evaluation passes.")
 flags.DEFINE_integer("matmul_size", 4096, "n of the n x n reference matmul.")
+flags.DEFINE_bool("breakdown", False, "Also time the step on one fixed batch (no input "
+                  "pipeline) and the gradient alone (no Adam update), to see what limits it.")
 
 
 def matmul_flops_per_second(n, seconds=3.0):
@@ -89,13 +91,32 @@ def bench_config(encoder, critic, dataset, peak):
     train_loop(iterator, n).numpy()
   steps_per_second = loops * FLAGS.steps_per_loop / (time.perf_counter() - t0)
 
+  breakdown = {}
+  if FLAGS.breakdown:
+    batch = next(iter(batches))
+    step = tf.function(model.train_step, jit_compile=FLAGS.jit)
+
+    def gradient_only(data):
+      with tf.GradientTape() as tape:
+        loss = model.bound_and_loss(data[0], data[1], training=True)[1]
+      return tape.gradient(loss, model.trainable_variables)
+
+    gradient = tf.function(gradient_only, jit_compile=FLAGS.jit)
+    for name, fn in (("fixed batch steps/s", step), ("gradient only steps/s", gradient)):
+      fn(batch)
+      t0 = time.perf_counter()
+      for _ in range(FLAGS.steps // 2):
+        out = fn(batch)
+      tf.nest.map_structure(lambda t: t.numpy(), out)
+      breakdown[name] = (FLAGS.steps // 2) / (time.perf_counter() - t0)
+
   evaluator = evaluation.Evaluator(model, dataset, jit_compile=FLAGS.jit)
   evaluator.evaluate(0)  # compile
-  numbers, _ = evaluator.evaluate(1000)
+  numbers, _, _ = evaluator.evaluate(1000)
   achieved = flops * steps_per_second
   return {"config": f"{encoder} + {critic}", "steps/s": steps_per_second,
           "MFLOP/step": flops / 1e6, "GFLOP/s": achieved / 1e9, "of matmul": achieved / peak,
-          **{f"eval {k} s": v for k, v in numbers["eval_seconds"].items()}}
+          **breakdown, **{f"eval {k} s": v for k, v in numbers["eval_seconds"].items()}}
 
 
 def main(argv):

@@ -342,16 +342,26 @@ def train_batches(split, batch_size, seed, noise_std=0.0, start_step=0):
           .prefetch(tf.data.AUTOTUNE))
 
 
+def eval_views(images, noise_std, noise_seed, chunk_index):
+  """(x_top, x_bottom) of chunk `chunk_index` of an evaluation pass; its noise is drawn from
+  (noise_seed, chunk_index), so a chunking gives the same noisy inputs every time.
+
+  Not for XLA: XLA draws other numbers from the same stateless seed than TF's kernels do.
+  """
+  seed = tf.stack([tf.cast(noise_seed, tf.int64) + _EVAL_NOISE_STREAM,
+                   tf.cast(chunk_index, tf.int64)])
+  return _views(images, None, noise_std, seed)[:2]
+
+
 def eval_batches(split, batch_size, noise_std=0.0, noise_seed=0):
   """The whole split in order, in chunks of `batch_size` (the last chunk may be smaller).
 
-  With noise, chunk i gets noise drawn from (noise_seed, i): the same `noise_seed` gives the
-  same noisy inputs.
+  With noise, chunk i gets noise drawn from (noise_seed, i) (`eval_views`): the same
+  `noise_seed` gives the same noisy inputs.
   """
   chunks = tf.data.Dataset.from_tensor_slices((split.images, split.labels)).batch(batch_size)
 
   def make_chunk(i, chunk):
-    noise_seed_i = tf.stack([tf.constant(noise_seed + _EVAL_NOISE_STREAM, tf.int64), i])
-    return _views(chunk[0], chunk[1], noise_std, noise_seed_i)
+    return (*eval_views(chunk[0], noise_std, noise_seed, i), chunk[1])
 
   return chunks.enumerate().map(make_chunk).prefetch(tf.data.AUTOTUNE)

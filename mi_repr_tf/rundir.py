@@ -6,6 +6,8 @@
     tensorboard/           TensorBoard event files (scalars, the operative config as text)
     checkpoints/           tf.train checkpoints, one per evaluation step
     embeddings.npz         final g1 embeddings and labels of train and test (no pickles)
+    pending/               evaluations whose probe is still running in the background:
+                           step-<s>.npz with the record so far and the probe's inputs
 
 Files are replaced atomically (written to a temporary name, then renamed), and a results
 line is written with a single `write` followed by fsync, so a killed run leaves either the
@@ -26,6 +28,7 @@ BASELINE = "baseline.json"
 EMBEDDINGS = "embeddings.npz"
 TENSORBOARD = "tensorboard"
 CHECKPOINTS = "checkpoints"
+PENDING = "pending"
 
 
 def _atomic_write(path, write_fn, mode="w"):
@@ -111,3 +114,39 @@ def write_embeddings(workdir, embeddings):
 def read_embeddings(workdir):
   with np.load(os.path.join(workdir, EMBEDDINGS), allow_pickle=False) as f:
     return {k: f[k] for k in f.files}
+
+
+def _pending_path(workdir, step):
+  return os.path.join(workdir, PENDING, f"step-{step:09d}.npz")
+
+
+def write_pending(workdir, step, record, histograms, embeddings):
+  """Stores an evaluation whose probe has not finished: the record so far (JSON), the
+  TensorBoard histograms and the embeddings the probe will be fit on."""
+  os.makedirs(os.path.join(workdir, PENDING), exist_ok=True)
+  arrays = {"record": np.array(json.dumps(record, sort_keys=True)), **embeddings,
+            **{f"histogram:{k}": np.asarray(v) for k, v in histograms.items()}}
+  _atomic_write(_pending_path(workdir, step), lambda f: np.savez(f, **arrays), mode="wb")
+
+
+def read_pending(workdir):
+  """[(step, record, histograms, embeddings)] of the pending evaluations, by step."""
+  folder = os.path.join(workdir, PENDING)
+  if not os.path.isdir(folder):
+    return []
+  pending = []
+  for name in sorted(os.listdir(folder)):
+    if not (name.startswith("step-") and name.endswith(".npz")):
+      continue  # a .tmp left by a kill mid-write: the checkpoint after it was never saved
+    with np.load(os.path.join(folder, name), allow_pickle=False) as f:
+      record = json.loads(str(f["record"]))
+      histograms = {k.split(":", 1)[1]: f[k] for k in f.files if k.startswith("histogram:")}
+      embeddings = {k: f[k] for k in f.files if k != "record" and not k.startswith("histogram:")}
+    pending.append((record["step"], record, histograms, embeddings))
+  return pending
+
+
+def remove_pending(workdir, step):
+  path = _pending_path(workdir, step)
+  if os.path.exists(path):
+    os.remove(path)

@@ -14,6 +14,8 @@ step, so they come out identical) and never loses or repeats an evaluation. A fi
 not trained again.
 """
 
+import collections
+from concurrent import futures
 import datetime
 import os
 
@@ -31,6 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mi_repr_tf import adversarial
 from mi_repr_tf import critics as critics_lib
 from mi_repr_tf import data as data_lib
 from mi_repr_tf import diagnostics as diagnostics_lib
@@ -65,7 +68,7 @@ def _validate(num_steps, eval_every, batch_size, learning_rate, steps_per_loop, 
       raise ConfigError(f"{key}={value!r} is not valid; it must be {valid}")
 
 
-@gin.configurable("train", denylist=["workdir", "log_every_secs"])
+@gin.configurable("train", denylist=["workdir", "log_every_secs", "async_probe"])
 def train(workdir,
           num_steps=21000,
           eval_every=1000,
@@ -80,7 +83,8 @@ def train(workdir,
           steps_per_loop=100,
           jit_compile=True,
           pixel_baseline=True,
-          log_every_secs=10.0):
+          log_every_secs=10.0,
+          async_probe=True):
   """Trains and evaluates one run in `workdir`; returns the list of evaluation records.
 
   Args:
@@ -100,6 +104,9 @@ def train(workdir,
     pixel_baseline: also probe the raw pixels of x_top once (baseline.json).
     log_every_secs: how often progress is printed (a runtime option, not part of the
       configuration: set it with --log_every_secs).
+    async_probe: fit each evaluation's probe in a background thread while training goes on
+      (the same numbers; its inputs wait in pending/ until it is recorded). A runtime
+      option: --noasync_probe fits it in the foreground.
   """
   _validate(num_steps, eval_every, batch_size, learning_rate, steps_per_loop, eval_chunk_size)
   check_choice("train.estimator", estimator, estimators_lib.ESTIMATORS)
@@ -150,41 +157,79 @@ def train(workdir,
   iterator = iter(distribute_lib.distribute_batches(
       strategy, lambda: data_lib.train_batches(dataset.train, batch_size, seed,
                                                dataset.noise_std, start_step=step)))
-  interval_losses = []
-  progress = loop.Progress(step, num_steps, log_every_secs)
-  for next_eval in [s for s in loop.eval_steps(num_steps, eval_every) if s >= step]:
-    while step < next_eval:
-      n = min(steps_per_loop, next_eval - step)
-      losses = train_loop(iterator, tf.constant(n)).numpy()
-      loop.check_finite(losses, step + 1, session.latest_checkpoint)
-      step += n
-      interval_losses.extend(losses.tolist())
-      progress.update(step, float(losses[-1]))
-    final = step == num_steps
-    if not chief or (step in session.done and not (final and not session.has_embeddings())):
-      interval_losses = []  # recorded before the run was killed: only the checkpoint is due
-      session.save(step)
-      continue
-    if not interval_losses:  # step 0, or resumed exactly at an unrecorded evaluation
-      peek = next(iter(data_lib.train_batches(dataset.train, batch_size, seed,
-                                              dataset.noise_std, start_step=step)))
-      interval_losses = [float(model.test_step(peek)["loss"])]  # global batch, one device
-    numbers, embeddings = evaluator.evaluate(step)
-    record = {"step": step, "train_loss": float(np.mean(interval_losses)), **numbers}
-    if target is not None:  # Section 3.3: how far the test bound is from the target
-      record["test_target_gap"] = abs(record["test_bound"] - target)
-    interval_losses = []
-    if step not in session.done:
-      with session.writer.as_default(step=step):
-        diagnostics_lib.write_summaries(numbers, evaluator.histograms)
+  def finish(record, histograms, embeddings, accuracy, probe_seconds):
+    """Completes an evaluation with its probe result: TensorBoard, results.jsonl, and at the
+    last step embeddings.npz."""
+    record["accuracy"] = accuracy
+    record["eval_seconds"]["probe"] = probe_seconds
+    if record["step"] not in session.done:
+      with session.writer.as_default(step=record["step"]):
+        diagnostics_lib.write_summaries(record, histograms)
       session.record(record, ("train_loss", "test_bound", "accuracy", "test_target_gap"))
+      seconds = record["eval_seconds"]
       logging.info("eval step %d: train_loss %.4f  test_bound %.4f  accuracy %.4f  "
-                   "(%.1f s: bound %.1f, embed %.1f, probe %.1f)", step, record["train_loss"],
-                   record["test_bound"], record["accuracy"],
-                   sum(numbers["eval_seconds"].values()), *numbers["eval_seconds"].values())
-    if final:
+                   "(bound %.1f s, embed %.1f s, probe %.1f s%s)", record["step"],
+                   record["train_loss"], record["test_bound"], accuracy, seconds["test_bound"],
+                   seconds["embed"], probe_seconds, ", in the background" if async_probe else "")
+    if record["step"] == num_steps:
       rundir.write_embeddings(workdir, embeddings)
-    session.save(step)
+    rundir.remove_pending(workdir, record["step"])
+
+  # Evaluations whose background probe a killed run did not finish: their checkpoint was
+  # saved, their inputs are on disk.
+  for _, record, histograms, embeddings in rundir.read_pending(workdir):
+    finish(record, histograms, embeddings, *evaluator.probe(embeddings))
+
+  probes = futures.ThreadPoolExecutor(1) if async_probe and chief else None
+  in_flight = collections.deque()  # (record, histograms, embeddings, future), by step
+
+  def drain(wait):
+    while in_flight and (wait or in_flight[0][3].done()):
+      record, histograms, embeddings, future = in_flight.popleft()
+      finish(record, histograms, embeddings, *future.result())
+
+  try:
+    interval_losses = []
+    progress = loop.Progress(step, num_steps, log_every_secs)
+    for next_eval in [s for s in loop.eval_steps(num_steps, eval_every) if s >= step]:
+      while step < next_eval:
+        n = min(steps_per_loop, next_eval - step)
+        losses = train_loop(iterator, tf.constant(n)).numpy()
+        loop.check_finite(losses, step + 1, session.latest_checkpoint)
+        step += n
+        interval_losses.extend(losses.tolist())
+        progress.update(step, float(losses[-1]))
+        drain(wait=False)
+      final = step == num_steps
+      if not chief or (step in session.done and not (final and not session.has_embeddings())):
+        interval_losses = []  # recorded before the run was killed: only the checkpoint is due
+        session.save(step)
+        continue
+      if not interval_losses:  # step 0, or resumed exactly at an unrecorded evaluation
+        peek = next(iter(data_lib.train_batches(dataset.train, batch_size, seed,
+                                                dataset.noise_std, start_step=step)))
+        interval_losses = [float(model.test_step(peek)["loss"])]  # global batch, one device
+      numbers, histograms, embeddings = evaluator.measure(step)
+      record = {"step": step, "train_loss": float(np.mean(interval_losses)), **numbers}
+      if target is not None:  # Section 3.3: how far the test bound is from the target
+        record["test_target_gap"] = abs(record["test_bound"] - target)
+      interval_losses = []
+      if probes is None:
+        finish(record, histograms, embeddings, *evaluator.probe(embeddings))
+        session.save(step)
+      else:
+        # The probe's inputs go to disk before the checkpoint, so a run killed while the probe
+        # runs finishes it on resume; the training goes on meanwhile.
+        rundir.write_pending(workdir, step, record, histograms, embeddings)
+        session.save(step)
+        in_flight.append((record, histograms, embeddings,
+                          probes.submit(evaluator.probe, embeddings)))
+  except NonFiniteLossError:
+    drain(wait=True)  # the evaluations before the failure are complete and valid
+    raise
+  drain(wait=True)
+  if probes is not None:
+    probes.shutdown()
   session.close()
   return session.results
 
@@ -219,6 +264,8 @@ flags.DEFINE_multi_string("gin_file", [], "Gin files, in order (later ones overr
 flags.DEFINE_multi_string("gin_param", [], "Gin bindings, e.g. \"train.seed=1\".")
 flags.DEFINE_string("workdir", None, "Run directory; default: a new folder under runs/.")
 flags.DEFINE_float("log_every_secs", 10.0, "Seconds between progress lines on the console.")
+flags.DEFINE_bool("async_probe", True, "Fit the linear probe in the background while training "
+                  "goes on (two-view runs).")
 
 
 def default_workdir(gin_files):
@@ -251,6 +298,7 @@ def parse_gin(gin_files, gin_params):
 # configurable whose module is imported here so that its bindings parse.
 EXPERIMENTS = {
     "two_view": train,
+    "adversarial": adversarial.train_adversarial,  # Section 3.1, Appendix B (E2)
     "gaussian": gaussian.train_gaussian,
 }
 
@@ -261,7 +309,7 @@ def get_experiment(name="two_view"):
   return EXPERIMENTS[check_choice("experiment.name", name, EXPERIMENTS)]
 
 
-def run(gin_files, gin_params, workdir=None, log_every_secs=10.0):
+def run(gin_files, gin_params, workdir=None, log_every_secs=10.0, async_probe=True):
   """Parses the configuration and runs the experiment; returns (workdir, results).
 
   Gin is cleared before and after. A run that fails on its configuration before training
@@ -273,7 +321,11 @@ def run(gin_files, gin_params, workdir=None, log_every_secs=10.0):
     workdir = workdir or default_workdir(gin_files)
     fresh = not os.path.exists(workdir)
     try:
-      return workdir, get_experiment()(workdir, log_every_secs=log_every_secs)
+      experiment = get_experiment()
+      options = {"log_every_secs": log_every_secs}
+      if experiment is train:
+        options["async_probe"] = async_probe
+      return workdir, experiment(workdir, **options)
     except ConfigError:
       if fresh and os.path.isdir(workdir):
         shutil.rmtree(workdir)  # nothing half-written that looks like a run
@@ -288,7 +340,7 @@ def main(argv):
   logging.get_absl_handler().use_absl_log_file = False
   try:
     workdir, results = run(FLAGS.gin_file, FLAGS.gin_param, FLAGS.workdir,
-                           FLAGS.log_every_secs)
+                           FLAGS.log_every_secs, FLAGS.async_probe)
   except (ConfigError, NonFiniteLossError) as e:
     # gin appends "In call to configurable ..." lines; the message itself names the key.
     message = "\n".join(line for line in str(e).splitlines()
@@ -298,7 +350,7 @@ def main(argv):
   if results:
     last = results[-1]
     logging.info("Done: %s (step %d, test_bound %.4f, accuracy %.4f)", workdir, last["step"],
-                 last["test_bound"], last["accuracy"])
+                 last.get("test_bound", float("nan")), last.get("accuracy", float("nan")))
   return 0
 
 

@@ -92,8 +92,8 @@ def test_command_line_run_writes_every_output(tiny_idx_dir, tmp_path):
   assert (workdir / "results.jsonl").read_text() == before
 
 
-def _run(workdir, bindings):
-  return train.run([GIN], bindings, str(workdir))[1]
+def _run(workdir, bindings, async_probe=True):
+  return train.run([GIN], bindings, str(workdir), async_probe=async_probe)[1]
 
 
 def _same_results(a, b):
@@ -164,19 +164,30 @@ def _drop_last_checkpoint(workdir):
       all_model_checkpoint_paths=[str(ckpt_dir / "ckpt-400"), str(ckpt_dir / "ckpt-500")])
 
 
-@pytest.mark.parametrize("window", ["before_results", "before_embeddings", "before_checkpoint"])
+@pytest.mark.parametrize("window", ["before_results", "before_embeddings", "before_checkpoint",
+                                    "probe_in_flight"])
 def test_recovers_each_kill_window(tiny_idx_dir, tmp_path, reference, window):
-  """At the last evaluation a run writes results, then embeddings.npz, then the checkpoint."""
+  """With the probe in the foreground a run writes, at its last evaluation, the results line,
+  then embeddings.npz, then the checkpoint. With the probe in the background it writes the
+  probe's inputs to pending/, then the checkpoint, then (when the probe is done) the results
+  line and embeddings.npz."""
   ref_dir, ref = reference
   workdir = tmp_path / "run"
   shutil.copytree(ref_dir, workdir)
-  _drop_last_checkpoint(workdir)
-  if window in ("before_results", "before_embeddings"):
+  if window != "probe_in_flight":
+    _drop_last_checkpoint(workdir)
+  if window in ("before_results", "before_embeddings", "probe_in_flight"):
     (workdir / "embeddings.npz").unlink()
-  if window == "before_results":
+  if window in ("before_results", "probe_in_flight"):
     rundir.truncate_results(str(workdir), ref[:-1])
-  _same_results(ref, _run(workdir, tiny(tiny_idx_dir, 600, 100)))
+  if window == "probe_in_flight":
+    record = {k: v for k, v in ref[-1].items() if k != "accuracy"}
+    rundir.write_pending(str(workdir), 600, record, {}, rundir.read_embeddings(str(ref_dir)))
+  results = _run(workdir, tiny(tiny_idx_dir, 600, 100),
+                 async_probe=window == "probe_in_flight")
+  _same_results(ref, results)
   assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith("ckpt-600")
+  assert not list(workdir.glob("pending/step-*"))
   ref_emb = rundir.read_embeddings(str(ref_dir))
   new_emb = rundir.read_embeddings(str(workdir))
   for key in ref_emb:
