@@ -1,0 +1,1 @@
+"""Launchers: sweeps of runs (locally, on Ray, in Docker) and benchmarks."""
