@@ -306,6 +306,41 @@ def _views(images, labels, noise_std, noise_seed):
   return x_top, x_bottom, labels
 
 
+def _epoch_batches(n, batch_size, seed, epoch):
+  """[n // batch_size, batch_size] example indices of one epoch: a permutation drawn from
+  (seed, epoch), the remainder dropped (as `batch(drop_remainder=True)`)."""
+  steps_per_epoch = n // batch_size
+  perm = tf.random.experimental.stateless_shuffle(
+      tf.range(n), seed=tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)]))
+  return tf.reshape(perm[:steps_per_epoch * batch_size], [steps_per_epoch, batch_size])
+
+
+def _check_batch_size(n, batch_size):
+  if n // batch_size == 0:
+    raise ConfigError(f"train.batch_size={batch_size} is larger than the {n} training images")
+
+
+def step_indices(n, batch_size, seed, start_step, num_steps):
+  """[num_steps, batch_size] example indices of the batches of steps start_step, ...:
+  exactly those `train_batches` yields."""
+  _check_batch_size(n, batch_size)
+  steps_per_epoch = n // batch_size
+  first_epoch = start_step // steps_per_epoch
+  last_epoch = (start_step + num_steps - 1) // steps_per_epoch
+  batches = tf.concat([_epoch_batches(n, batch_size, seed, e)
+                       for e in range(first_epoch, last_epoch + 1)], axis=0)
+  offset = start_step - first_epoch * steps_per_epoch
+  return batches[offset:offset + num_steps]
+
+
+def step_noise(shape, seed, start_step, num_steps):
+  """[num_steps, *shape] coupled noise (unit variance) of steps start_step, ...: exactly what
+  `train_batches` adds (times noise_std)."""
+  return tf.stack([tf.random.stateless_normal(
+      shape, seed=tf.constant([seed + _NOISE_STREAM, s], tf.int64))
+                   for s in range(start_step, start_step + num_steps)])
+
+
 def train_batches(split, batch_size, seed, noise_std=0.0, start_step=0):
   """Training batches (x_top, x_bottom, label) for steps start_step, start_step + 1, ...
 
@@ -315,21 +350,13 @@ def train_batches(split, batch_size, seed, noise_std=0.0, start_step=0):
   and the step, and a resumed run sees exactly the batches an uninterrupted one would.
   """
   n = len(split)
-  steps_per_epoch = n // batch_size
-  if steps_per_epoch == 0:
-    raise ConfigError(f"train.batch_size={batch_size} is larger than the {n} training images")
+  _check_batch_size(n, batch_size)
   images = tf.constant(split.images)
   labels = tf.constant(split.labels)
-
-  def epoch_indices(epoch):
-    perm = tf.random.experimental.stateless_shuffle(
-        tf.range(n), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
-    batches = tf.reshape(perm[:steps_per_epoch * batch_size], [steps_per_epoch, batch_size])
-    return tf.data.Dataset.from_tensor_slices(batches)
-
-  start_epoch, offset = divmod(start_step, steps_per_epoch)
+  start_epoch, offset = divmod(start_step, n // batch_size)
   indices = (tf.data.Dataset.range(start_epoch, 2**62)
-             .flat_map(epoch_indices)
+             .flat_map(lambda epoch: tf.data.Dataset.from_tensor_slices(
+                 _epoch_batches(n, batch_size, seed, epoch)))
              .skip(offset))
   steps = tf.data.Dataset.range(start_step, 2**62)
 

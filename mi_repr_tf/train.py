@@ -153,10 +153,8 @@ def train(workdir,
 
   evaluator = evaluation.Evaluator(model, dataset, eval_chunk_size, seed, jit_compile,
                                    diagnostics)
-  train_loop = make_train_loop(model, strategy, jit_compile)
-  iterator = iter(distribute_lib.distribute_batches(
-      strategy, lambda: data_lib.train_batches(dataset.train, batch_size, seed,
-                                               dataset.noise_std, start_step=step)))
+  train_loop = make_train_loop(model, strategy, dataset, batch_size, seed, jit_compile)
+
   def finish(record, histograms, embeddings, accuracy, probe_seconds):
     """Completes an evaluation with its probe result: TensorBoard, results.jsonl, and at the
     last step embeddings.npz."""
@@ -194,7 +192,7 @@ def train(workdir,
     for next_eval in [s for s in loop.eval_steps(num_steps, eval_every) if s >= step]:
       while step < next_eval:
         n = min(steps_per_loop, next_eval - step)
-        losses = train_loop(iterator, tf.constant(n)).numpy()
+        losses = train_loop(step, n)
         loop.check_finite(losses, step + 1, session.latest_checkpoint)
         step += n
         interval_losses.extend(losses.tolist())
@@ -234,27 +232,62 @@ def train(workdir,
   return session.results
 
 
-def make_train_loop(model, strategy, jit_compile):
-  """A compiled function (iterator, n) -> the n training losses of n steps.
+def make_train_loop(model, strategy, dataset, batch_size, seed, jit_compile):
+  """A function (step, n) -> the losses [n] of training steps step + 1, ..., step + n.
 
-  Each step runs `model.train_step` on every replica (`strategy.run`); the loop over steps
-  runs inside one `tf.function`, so no Python runs between the steps of a call. With one
-  replica the step is compiled with XLA when `jit_compile`; with several, XLA is not used
-  (the cross-replica gather is left to the strategy's collectives).
+  The batches are those of `data.train_batches(dataset.train, batch_size, seed, noise_std,
+  start_step=step)`, whichever way they are fed:
+  - one replica with `jit_compile`: the n steps are one XLA computation (a while loop over
+    `model.train_step`); the images stay on the device and the loop gathers each batch by
+    the indices `data.step_indices` gives (plus `data.step_noise`), so no Python and no
+    tf.data runs between steps;
+  - otherwise a `tf.function` loop over a distributed `tf.data` iterator, each step run on
+    every replica by `strategy.run` (the cross-replica gather is left to the strategy's
+    collectives, without XLA).
   """
-  step_fn = tf.function(model.train_step,
-                        jit_compile=jit_compile and strategy.num_replicas_in_sync == 1)
+  split, noise_std = dataset.train, dataset.noise_std
+  if strategy.num_replicas_in_sync == 1 and jit_compile:
+    images = tf.constant(split.images)
+
+    @tf.function(jit_compile=True)
+    def xla_loop(indices, noise):
+      losses = tf.TensorArray(tf.float32, size=tf.shape(indices)[0])
+      for i in tf.range(tf.shape(indices)[0]):
+        x_top, x_bottom = data_lib.split_halves(tf.gather(images, indices[i]))
+        if noise is not None:
+          x_top, x_bottom = x_top + noise_std * noise[i], x_bottom + noise_std * noise[i]
+        losses = losses.write(i, model.train_step((x_top, x_bottom))["loss"])
+      return losses.stack()
+
+    def run_xla(step, n):
+      indices = data_lib.step_indices(len(split), batch_size, seed, step, n)
+      noise = (data_lib.step_noise([batch_size, *dataset.half_shape], seed, step, n)
+               if noise_std > 0 else None)
+      return xla_loop(indices, noise).numpy()
+
+    return run_xla
 
   @tf.function
-  def train_loop(iterator, n):
+  def iterator_loop(iterator, n):
     losses = tf.TensorArray(tf.float32, size=n)
     for i in tf.range(n):
-      outputs = strategy.run(step_fn, args=(next(iterator),))
+      outputs = strategy.run(model.train_step, args=(next(iterator),))
       losses = losses.write(
           i, strategy.reduce(tf.distribute.ReduceOp.MEAN, outputs["loss"], axis=None))
     return losses.stack()
 
-  return train_loop
+  state = {"step": None, "iterator": None}
+
+  def run_iterator(step, n):
+    if state["step"] != step:  # the first call (or one that does not follow the last)
+      state["iterator"] = iter(distribute_lib.distribute_batches(
+          strategy, lambda: data_lib.train_batches(split, batch_size, seed, noise_std,
+                                                   start_step=step)))
+    losses = iterator_loop(state["iterator"], tf.constant(n)).numpy()
+    state["step"] = step + n
+    return losses
+
+  return run_iterator
 
 
 # --------------------------------------------------------------------------- command line

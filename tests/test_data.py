@@ -235,3 +235,15 @@ def test_truncated_cifar10_file_is_named(tmp_path):
     f.write(b"\0" * 5)
   with pytest.raises(DataError, match="test_batch.bin is not in the CIFAR10 binary format"):
     data.load_dataset(name="cifar10", data_dir=str(tmp_path))
+
+
+def test_step_indices_and_noise_are_those_of_train_batches():
+  split = _indexed_split(100)
+  batches = list(data.train_batches(split, 16, seed=7, noise_std=0.1, start_step=4).take(7))
+  indices = data.step_indices(100, 16, seed=7, start_step=4, num_steps=7)  # crosses an epoch
+  noise = data.step_noise([16, 2, 3, 1], seed=7, start_step=4, num_steps=7)
+  for (x_top, x_bottom, labels), idx, n in zip(batches, indices, noise):
+    clean_top, clean_bottom = data.split_halves(tf.gather(split.images, idx))
+    np.testing.assert_allclose(x_top.numpy(), (clean_top + 0.1 * n).numpy(), atol=1e-6)
+    np.testing.assert_allclose(x_bottom.numpy(), (clean_bottom + 0.1 * n).numpy(), atol=1e-6)
+    np.testing.assert_array_equal(labels.numpy(), split.labels[idx.numpy()])
