@@ -81,8 +81,9 @@ def bench_config(encoder, critic, dataset, peak):
   batches = data_lib.train_batches(dataset.train, FLAGS.batch_size, seed=0)
   flops = step_flops(model, next(iter(batches)))
 
+  fuse = encoder != "convnet" and critic != "concat"  # as the gin files set train.fuse_steps
   train_loop = train_lib.make_train_loop(model, tf.distribute.get_strategy(), dataset,
-                                         FLAGS.batch_size, 0, FLAGS.jit)
+                                         FLAGS.batch_size, 0, FLAGS.jit, fuse)
   n = FLAGS.steps_per_loop
   train_loop(0, n)  # compile and warm up
   loops = max(1, FLAGS.steps // n)
@@ -114,7 +115,8 @@ def bench_config(encoder, critic, dataset, peak):
   evaluator.evaluate(0)  # compile
   numbers, _, _ = evaluator.evaluate(1000)
   achieved = flops * steps_per_second
-  return {"config": f"{encoder} + {critic}", "steps/s": steps_per_second,
+  return {"config": f"{encoder} + {critic}", "fused": str(fuse and FLAGS.jit),
+          "steps/s": steps_per_second,
           "MFLOP/step": flops / 1e6, "GFLOP/s": achieved / 1e9, "of matmul": achieved / peak,
           **breakdown, **{f"eval {k} s": v for k, v in numbers["eval_seconds"].items()}}
 

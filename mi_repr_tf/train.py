@@ -82,6 +82,7 @@ def train(workdir,
           eval_chunk_size=512,
           steps_per_loop=100,
           jit_compile=True,
+          fuse_steps=True,
           pixel_baseline=True,
           log_every_secs=10.0,
           async_probe=True):
@@ -101,6 +102,9 @@ def train(workdir,
     eval_chunk_size: chunk size of the test bound (the authors' notebook: 512).
     steps_per_loop: training steps per compiled loop call (and how often the loss is checked).
     jit_compile: compile the train step and the evaluation passes with XLA.
+    fuse_steps: with XLA on one device, compile each loop of `steps_per_loop` steps as one
+      XLA computation (faster for MLP encoders; far slower for convolutions on the CPU, and
+      slower for the concat critic: see launch/bench.py); else one XLA call per step.
     pixel_baseline: also probe the raw pixels of x_top once (baseline.json).
     log_every_secs: how often progress is printed (a runtime option, not part of the
       configuration: set it with --log_every_secs).
@@ -153,7 +157,8 @@ def train(workdir,
 
   evaluator = evaluation.Evaluator(model, dataset, eval_chunk_size, seed, jit_compile,
                                    diagnostics)
-  train_loop = make_train_loop(model, strategy, dataset, batch_size, seed, jit_compile)
+  train_loop = make_train_loop(model, strategy, dataset, batch_size, seed, jit_compile,
+                               fuse_steps)
 
   def finish(record, histograms, embeddings, accuracy, probe_seconds):
     """Completes an evaluation with its probe result: TensorBoard, results.jsonl, and at the
@@ -232,21 +237,24 @@ def train(workdir,
   return session.results
 
 
-def make_train_loop(model, strategy, dataset, batch_size, seed, jit_compile):
+def make_train_loop(model, strategy, dataset, batch_size, seed, jit_compile, fuse_steps=True):
   """A function (step, n) -> the losses [n] of training steps step + 1, ..., step + n.
 
   The batches are those of `data.train_batches(dataset.train, batch_size, seed, noise_std,
   start_step=step)`, whichever way they are fed:
-  - one replica with `jit_compile`: the n steps are one XLA computation (a while loop over
+  - one replica with `jit_compile` and `fuse_steps`: the n steps are one XLA computation
+    (a while loop over
     `model.train_step`); the images stay on the device and the loop gathers each batch by
     the indices `data.step_indices` gives (plus `data.step_noise`), so no Python and no
     tf.data runs between steps;
   - otherwise a `tf.function` loop over a distributed `tf.data` iterator, each step run on
-    every replica by `strategy.run` (the cross-replica gather is left to the strategy's
-    collectives, without XLA).
+    every replica by `strategy.run`; each step is one XLA call with one replica and
+    `jit_compile`, and without XLA with several (the cross-replica gather is left to the
+    strategy's collectives).
   """
   split, noise_std = dataset.train, dataset.noise_std
-  if strategy.num_replicas_in_sync == 1 and jit_compile:
+  single_xla = strategy.num_replicas_in_sync == 1 and jit_compile
+  if single_xla and fuse_steps:
     images = tf.constant(split.images)
 
     @tf.function(jit_compile=True)
@@ -267,11 +275,13 @@ def make_train_loop(model, strategy, dataset, batch_size, seed, jit_compile):
 
     return run_xla
 
+  step_fn = tf.function(model.train_step, jit_compile=single_xla)
+
   @tf.function
   def iterator_loop(iterator, n):
     losses = tf.TensorArray(tf.float32, size=n)
     for i in tf.range(n):
-      outputs = strategy.run(model.train_step, args=(next(iterator),))
+      outputs = strategy.run(step_fn, args=(next(iterator),))
       losses = losses.write(
           i, strategy.reduce(tf.distribute.ReduceOp.MEAN, outputs["loss"], axis=None))
     return losses.stack()
