@@ -1,11 +1,12 @@
 r"""Benchmark of the hot paths: the train step and one evaluation.
 
     python -m launch.bench [--configs=mlp:bilinear,convnet:bilinear] [--steps=2000]
-        [--data_dir=/usr/share/datasets/fashion-mnist] [--no_jit]
+        [--data_dir=/usr/share/datasets/fashion-mnist] [--nojit] [--breakdown]
 
 For each encoder x critic at batch 128 it prints: training steps per second (the real
-training loop, `train.make_train_loop`: with XLA, whole loops of steps compiled as one
-computation; without, a tf.function loop over the tf.data pipeline), the train step's FLOPs
+training loop, `train.make_train_loop`: with XLA and `fused`, whole loops of steps compiled
+as one computation, as the gin files choose per configuration; else a tf.function loop over
+the tf.data pipeline, one XLA call per step), the train step's FLOPs
 (counted by TensorFlow's profiler on the step's graph: forward, backward and Adam), the
 achieved FLOP/s and its ratio to the FLOP/s of a large fp32 matmul measured in the same
 process, and the time of one evaluation split into test bound, embeddings and probe.
