@@ -11,7 +11,7 @@ S[i, j] = f(x_i, y_j) (Section 3.2).
 import gin
 import keras
 
-from mi_repr_tf.errors import check_choice
+from mi_repr_tf import registry
 
 
 class InnerProductCritic(keras.layers.Layer):
@@ -84,34 +84,30 @@ class ConcatCritic(keras.layers.Layer):
     return keras.ops.reshape(scores, (k1, k2))
 
 
+@registry.register("critic", "inner_product")
 @gin.configurable("inner_product")
 def inner_product():
   return InnerProductCritic(name="critic")
 
 
+@registry.register("critic", "bilinear")
 @gin.configurable("bilinear")
 def bilinear():
   return BilinearCritic(name="critic")
 
 
+@registry.register("critic", "separable")
 @gin.configurable("separable")
 def separable(hidden_units=(100,), output_units=100):
   return SeparableCritic(hidden_units, output_units, name="critic")
 
 
+@registry.register("critic", "concat")
 @gin.configurable("concat")
 def concat(hidden_units=(200,)):
   return ConcatCritic(hidden_units, name="critic")
 
 
-CRITICS = {
-    "inner_product": inner_product,
-    "bilinear": bilinear,
-    "separable": separable,
-    "concat": concat,
-}
-
-
-def get_critic(name):
-  """A new critic layer of the kind `name` (one of CRITICS)."""
-  return CRITICS[check_choice("train.critic", name, CRITICS)]()
+def build(name, key="train.critic"):
+  """A new critic layer of the kind registered as `name`."""
+  return registry.get("critic", name, key)()

@@ -12,7 +12,7 @@ Section 3.2-3.3 and Appendix D of the paper:
 Section 3.1 (the same dimension as the input, 392 on an MNIST half):
 - MLP with skip connections ('mlp_skip'): five square layers x = layer(x) + x, near the
   identity at initialisation; it can become non-invertible (experiment E3).
-- RealNVP ('realnvp', in realnvp.py): invertible for every parameter value (E1, E2).
+- RealNVP ('realnvp', registered in realnvp.py): invertible for every parameter value (E1, E2).
 
 Every encoder takes a half image [B, H, W, C] in [0, 1] and returns [B, dim].
 """
@@ -20,8 +20,7 @@ Every encoder takes a half image [B, H, W, C] in [0, 1] and returns [B, dim].
 import gin
 import keras
 
-from mi_repr_tf import realnvp as realnvp_lib
-from mi_repr_tf.errors import check_choice
+from mi_repr_tf import registry
 
 
 class ChannelLayerNorm(keras.layers.Layer):
@@ -42,6 +41,7 @@ class ChannelLayerNorm(keras.layers.Layer):
     return x * self.gamma + self.beta
 
 
+@registry.register("encoder", "mlp")
 @gin.configurable("mlp")
 def mlp(input_shape, hidden_units=(300, 300), dim=100, name="mlp"):
   """MLP encoder: flatten -> Dense(h, relu) for h in hidden_units -> Dense(dim)."""
@@ -53,6 +53,7 @@ def mlp(input_shape, hidden_units=(300, 300), dim=100, name="mlp"):
   return keras.Model(inputs, outputs, name=name)
 
 
+@registry.register("encoder", "convnet")
 @gin.configurable("convnet")
 def convnet(input_shape, filters=(64, 128), kernel_size=5, dim=100, name="convnet"):
   """ConvNet encoder of Section 3.3 (strided convolutions, layer norm, global pooling)."""
@@ -85,6 +86,7 @@ class SkipDense(keras.layers.Layer):
     return self.activation(keras.ops.matmul(x, self.kernel) + self.bias) + x
 
 
+@registry.register("encoder", "mlp_skip")
 @gin.configurable("mlp_skip")
 def mlp_skip(input_shape, num_layers=5, init_stddev=1e-4, name="mlp_skip"):
   """MLP with skip connections of Section 3.1 ("bias towards hard-to-invert encoders").
@@ -104,14 +106,6 @@ def mlp_skip(input_shape, num_layers=5, init_stddev=1e-4, name="mlp_skip"):
   return keras.Model(inputs, x, name=name)
 
 
-ENCODERS = {
-    "mlp": mlp,
-    "convnet": convnet,
-    "mlp_skip": mlp_skip,
-    "realnvp": realnvp_lib.realnvp,  # the invertible encoder of Section 3.1
-}
-
-
-def get_encoder(name, input_shape, model_name):
-  """A new encoder of the kind `name` (one of ENCODERS) for inputs of `input_shape`."""
-  return ENCODERS[check_choice("train.encoder", name, ENCODERS)](input_shape, name=model_name)
+def build(name, input_shape, model_name, key="train.encoder"):
+  """A new encoder of the kind registered as `name` for inputs of `input_shape`."""
+  return registry.get("encoder", name, key)(input_shape, name=model_name)

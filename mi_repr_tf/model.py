@@ -1,17 +1,18 @@
 """The two-view MI model: encoders g1, g2, a critic f and an MI estimator (Section 2).
 
 For a batch of K pairs (x_top_i, x_bottom_i) the critic scores every pair,
-S[i, j] = f(g1(x_top_i), g2(x_bottom_j)), and the estimator turns S into a bound I_EST.
-`train_step` takes one Adam step on -I_EST (or on |I_EST - t| when a target t is set,
-Section 3.3); `test_step` returns the bound without updating anything.
+S[i, j] = f(g1(x_top_i), g2(x_bottom_j)), and the estimator turns S into a `Bound`: the value
+reported as I_EST and the objective trained. `train_step` takes one Adam step on
+-objective (or on |I_EST - t| when a target t is set, Section 3.3); `test_step` returns the
+bound without updating anything.
 
 Under a `tf.distribute` strategy with R replicas each replica embeds its slice of the global
 batch; the embeddings are gathered across replicas (`cross_replica_concat`) so that every
 replica scores the same global K x K matrix and computes the same bound as one device would.
 Gradients: replica r's loss reaches its own encoder rows only, and the optimizer sums the
 replicas' gradients, so the encoders' gradient is the single-device one; every replica
-computes the full critic gradient, so that part is divided by R. The update then equals
-the single-device update on the same global batch.
+computes the full gradient of the critic (and of any estimator variables), so that part is
+divided by R. The update then equals the single-device update on the same global batch.
 """
 
 import keras
@@ -51,19 +52,24 @@ class MIModel(keras.Model):
     self.g1 = g1
     self.g2 = g2
     self.critic = critic
-    self.estimator = estimator
+    self.estimator = estimator  # a function, or a Layer when it has variables (tracked)
     self.target = target
+
+  def embed(self, x_top, x_bottom, training=False):
+    """(z1, z2): the embeddings of the global batch (gathered across replicas)."""
+    z1 = cross_replica_concat(self.g1(x_top, training=training))
+    z2 = cross_replica_concat(self.g2(x_bottom, training=training))
+    return z1, z2
 
   def call(self, inputs, training=False):
     """inputs = (x_top, x_bottom, ...) -> the [K, K] score matrix."""
-    x_top, x_bottom = inputs[0], inputs[1]
-    z1 = cross_replica_concat(self.g1(x_top, training=training))
-    z2 = cross_replica_concat(self.g2(x_bottom, training=training))
-    return self.critic(z1, z2)
+    return self.critic(*self.embed(inputs[0], inputs[1], training=training))
 
   def bound_and_loss(self, x_top, x_bottom, training=False):
-    bound = self.estimator(self((x_top, x_bottom), training=training))
-    return bound, estimators_lib.target_loss(bound, self.target)
+    """(Bound, loss) of one batch; a training call may update estimator state."""
+    z1, z2 = self.embed(x_top, x_bottom, training=training)
+    bound = self.estimator(self.critic(z1, z2), z2, training=training)
+    return bound, estimators_lib.loss(bound, self.target)
 
   def train_step(self, data):
     x_top, x_bottom = data[0], data[1]
@@ -72,26 +78,28 @@ class MIModel(keras.Model):
     variables = self.trainable_variables
     gradients = tape.gradient(loss, variables)
     replicas = num_replicas()
-    if replicas > 1:
-      critic_variables = {id(v) for v in self.critic.trainable_variables}
-      gradients = [g / replicas if id(v) in critic_variables else g
+    if replicas > 1:  # every replica computed the whole critic / estimator gradient
+      encoder_variables = {id(v) for v in self.g1.trainable_variables
+                           + self.g2.trainable_variables}
+      gradients = [g if id(v) in encoder_variables else g / replicas
                    for g, v in zip(gradients, variables)]
     self.optimizer.apply(gradients, variables)
-    return {"loss": loss, "bound": bound}
+    return {"loss": loss, "bound": bound.value}
 
   def test_step(self, data):
     bound, loss = self.bound_and_loss(data[0], data[1], training=False)
-    return {"loss": loss, "bound": bound}
+    return {"loss": loss, "bound": bound.value}
 
 
 def build_model(encoder, critic, estimator, input_shape, target=None):
   """An MIModel with two separate encoders of kind `encoder`, built for `input_shape`."""
   model = MIModel(
-      g1=encoders_lib.get_encoder(encoder, input_shape, "g1"),
-      g2=encoders_lib.get_encoder(encoder, input_shape, "g2"),
-      critic=critics_lib.get_critic(critic),
-      estimator=estimators_lib.get_estimator(estimator),
+      g1=encoders_lib.build(encoder, input_shape, "g1"),
+      g2=encoders_lib.build(encoder, input_shape, "g2"),
+      critic=critics_lib.build(critic),
+      estimator=estimators_lib.build(estimator),
       target=target)
   dummy = tf.zeros((2,) + tuple(input_shape))
   model((dummy, dummy))
+  model.bound_and_loss(dummy, dummy)  # builds an estimator's own variables, if it has any
   return model

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from mi_repr_tf import registry
 from mi_repr_tf.errors import ConfigError, check_choice
 
 tfb = tfp.bijectors
@@ -129,6 +130,7 @@ def random_permutations(num, dim, seed):
   return [rng.permutation(dim) for _ in range(num)]
 
 
+@registry.register("encoder", "realnvp")
 @gin.configurable("realnvp")
 def realnvp(input_shape, num_couplings=30, hidden_units=(512, 512), coupling="shift",
             init_stddev=1e-4, permutation_seed=None, name="realnvp"):

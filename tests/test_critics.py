@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from mi_repr_tf import critics
+from mi_repr_tf import registry
 from mi_repr_tf.errors import ConfigError
 
 
@@ -13,28 +14,28 @@ def _xy(k1=5, k2=7, d=6, seed=0):
           rng.standard_normal((k2, d)).astype(np.float32))
 
 
-@pytest.mark.parametrize("name", sorted(critics.CRITICS))
+@pytest.mark.parametrize("name", registry.names("critic"))
 def test_score_matrix_shape(name):
   x, y = _xy()
-  scores = critics.get_critic(name)(x, y)
+  scores = critics.build(name)(x, y)
   assert tuple(scores.shape) == (5, 7)
 
 
 def test_inner_product():
   x, y = _xy()
-  np.testing.assert_allclose(critics.get_critic("inner_product")(x, y), x @ y.T, rtol=1e-5)
+  np.testing.assert_allclose(critics.build("inner_product")(x, y), x @ y.T, rtol=1e-5)
 
 
 def test_bilinear_is_x_w_y():
   x, y = _xy()
-  critic = critics.get_critic("bilinear")
+  critic = critics.build("bilinear")
   scores = critic(x, y).numpy()
   np.testing.assert_allclose(scores, x @ critic.w.numpy() @ y.T, rtol=1e-4, atol=1e-5)
 
 
 def test_separable_is_dot_product_of_embeddings():
   x, y = _xy()
-  critic = critics.get_critic("separable")
+  critic = critics.build("separable")
   scores = critic(x, y).numpy()
   expected = critic.phi1(x).numpy() @ critic.phi2(y).numpy().T
   np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-5)
@@ -61,12 +62,12 @@ def _count(critic, d=100):
 
 
 def test_parameter_counts_match_the_paper():
-  assert _count(critics.get_critic("inner_product")) == 0
-  assert _count(critics.get_critic("bilinear")) == 100 * 100
-  assert _count(critics.get_critic("separable")) == 2 * (100 * 100 + 100 + 100 * 100 + 100)  # ~40k
-  assert _count(critics.get_critic("concat")) == 200 * 200 + 200 + 200 + 1  # ~40k
+  assert _count(critics.build("inner_product")) == 0
+  assert _count(critics.build("bilinear")) == 100 * 100
+  assert _count(critics.build("separable")) == 2 * (100 * 100 + 100 + 100 * 100 + 100)  # ~40k
+  assert _count(critics.build("concat")) == 200 * 200 + 200 + 200 + 1  # ~40k
 
 
 def test_unknown_critic_names_the_key():
   with pytest.raises(ConfigError, match=r"train.critic='mlp2'.*'bilinear'"):
-    critics.get_critic("mlp2")
+    critics.build("mlp2")

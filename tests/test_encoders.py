@@ -5,19 +5,20 @@ import pytest
 import tensorflow as tf
 
 from mi_repr_tf import encoders
+from mi_repr_tf import registry
 from mi_repr_tf.errors import ConfigError
 
 MNIST_HALF = (14, 28, 1)
 
 
 def test_mlp_parameter_count():
-  model = encoders.get_encoder("mlp", MNIST_HALF, "g1")
+  model = encoders.build("mlp", MNIST_HALF, "g1")
   # 392*300+300 + 300*300+300 + 300*100+100 ("about 238k")
   assert model.count_params() == 238_300
 
 
 def test_convnet_parameter_count():
-  model = encoders.get_encoder("convnet", MNIST_HALF, "g1")
+  model = encoders.build("convnet", MNIST_HALF, "g1")
   # conv 5*5*1*64+64 + conv 5*5*64*128+128 + layer-norm 2*128 + dense 128*100+100 ("about 220k")
   assert model.count_params() == 1_664 + 204_928 + 256 + 12_900 == 219_748
 
@@ -26,16 +27,16 @@ def test_convnet_parameter_count():
 SAME_DIM = {"mlp_skip", "realnvp"}
 
 
-@pytest.mark.parametrize("name", sorted(encoders.ENCODERS))
+@pytest.mark.parametrize("name", registry.names("encoder"))
 @pytest.mark.parametrize("shape", [MNIST_HALF, (16, 32, 3)])
 def test_output_shape(name, shape):
-  model = encoders.get_encoder(name, shape, "g1")
+  model = encoders.build(name, shape, "g1")
   dim = int(np.prod(shape)) if name in SAME_DIM else 100
   assert tuple(model(np.zeros((3,) + shape, np.float32)).shape) == (3, dim)
 
 
 def test_mlp_skip_parameter_count():
-  model = encoders.get_encoder("mlp_skip", MNIST_HALF, "g1")
+  model = encoders.build("mlp_skip", MNIST_HALF, "g1")
   assert model.count_params() == 5 * (392 * 392 + 392) == 770_280
 
 
@@ -44,7 +45,7 @@ def test_mlp_skip_starts_near_the_identity():
   Jacobian is within 1e-3 of the identity's, and the output within 1e-2 of the input."""
   rng = np.random.default_rng(0)
   x = tf.constant(rng.uniform(size=(16,) + MNIST_HALF), tf.float32)
-  model = encoders.get_encoder("mlp_skip", MNIST_HALF, "g1")
+  model = encoders.build("mlp_skip", MNIST_HALF, "g1")
   with tf.GradientTape() as tape:
     tape.watch(x)
     y = model(x)
@@ -55,11 +56,11 @@ def test_mlp_skip_starts_near_the_identity():
   np.testing.assert_allclose(y, x.numpy().reshape(16, 392), atol=1e-2)
 
 
-@pytest.mark.parametrize("name", sorted(encoders.ENCODERS))
+@pytest.mark.parametrize("name", registry.names("encoder"))
 def test_examples_are_encoded_independently(name):
   """No batch statistics: example 0's embedding does not depend on the rest of the batch."""
   rng = np.random.default_rng(0)
-  model = encoders.get_encoder(name, MNIST_HALF, "g1")
+  model = encoders.build(name, MNIST_HALF, "g1")
   batch = rng.uniform(size=(8,) + MNIST_HALF).astype(np.float32)
   other = batch.copy()
   other[1:] = rng.uniform(size=(7,) + MNIST_HALF)
@@ -77,4 +78,4 @@ def test_channel_layer_norm_normalises_each_example():
 
 def test_unknown_encoder_names_the_key():
   with pytest.raises(ConfigError, match=r"train.encoder='resnet'.*'convnet', 'mlp'"):
-    encoders.get_encoder("resnet", MNIST_HALF, "g1")
+    encoders.build("resnet", MNIST_HALF, "g1")

@@ -37,7 +37,7 @@ def test_test_bound_is_the_chunk_size_weighted_mean(setup):
   evaluator = evaluation.Evaluator(model, dataset, chunk_size=100, seed=3)
   values, sizes = [], []
   for x_top, x_bottom, _ in data.eval_batches(dataset.test, 100, 0.1, noise_seed=3):
-    values.append(float(estimators.infonce(model((x_top, x_bottom)))))
+    values.append(float(estimators.infonce(model((x_top, x_bottom))).value))
     sizes.append(len(x_top))
   assert sizes == [100, 100, 56]
   assert evaluator.test_bound() == pytest.approx(np.average(values, weights=sizes), rel=1e-4)
