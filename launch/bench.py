@@ -4,12 +4,13 @@ r"""Benchmark of the hot paths: the train step and one evaluation.
         [--data_dir=/usr/share/datasets/fashion-mnist] [--nojit] [--breakdown]
 
 For each encoder x critic at batch 128 it prints: training steps per second (the real
-training loop, `train.make_train_loop`: with XLA and `fused`, whole loops of steps compiled
+training loop, `experiments.two_view.make_train_loop`: with XLA and `fused`, whole loops of steps compiled
 as one computation, as the gin files choose per configuration; else a tf.function loop over
 the tf.data pipeline, one XLA call per step), the train step's FLOPs
 (counted by TensorFlow's profiler on the step's graph: forward, backward and Adam), the
 achieved FLOP/s and its ratio to the FLOP/s of a large fp32 matmul measured in the same
-process, and the time of one evaluation split into test bound, embeddings and probe.
+process, and the time of one evaluation split into the test pass (test bound and test embeddings), the
+notebook's bound, the training-set embeddings and the probe.
 Data: the Fashion-MNIST IDX files when present, else random images of MNIST's shape.
 """
 
@@ -27,7 +28,7 @@ import tensorflow as tf
 from mi_repr_tf import data as data_lib
 from mi_repr_tf import evaluation
 from mi_repr_tf import model as model_lib
-from mi_repr_tf import train as train_lib
+from mi_repr_tf.experiments import two_view
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("configs", ["mlp:bilinear", "mlp:separable", "mlp:concat", "convnet:bilinear"],
@@ -83,7 +84,7 @@ def bench_config(encoder, critic, dataset, peak):
   flops = step_flops(model, next(iter(batches)))
 
   fuse = encoder != "convnet" and critic != "concat"  # as the gin files set train.fuse_steps
-  train_loop = train_lib.make_train_loop(model, tf.distribute.get_strategy(), dataset,
+  train_loop = two_view.make_train_loop(model, tf.distribute.get_strategy(), dataset,
                                          FLAGS.batch_size, 0, FLAGS.jit, fuse)
   n = FLAGS.steps_per_loop
   train_loop(0, n)  # compile and warm up
@@ -112,9 +113,12 @@ def bench_config(encoder, critic, dataset, peak):
       tf.nest.map_structure(lambda t: t.numpy(), out)
       breakdown[name] = (FLAGS.steps // 2) / (time.perf_counter() - t0)
 
-  evaluator = evaluation.Evaluator(model, dataset, jit_compile=FLAGS.jit)
-  evaluator.evaluate(0)  # compile
-  numbers, _, _ = evaluator.evaluate(1000)
+  evaluator = evaluation.Evaluator(model, dataset, FLAGS.batch_size, jit_compile=FLAGS.jit)
+  evaluator.measure(0)  # compile
+  numbers, _, embeddings = evaluator.measure(1000)
+  t0 = time.perf_counter()
+  evaluation.probe(embeddings, seed=0)
+  numbers["eval_seconds"]["probe"] = time.perf_counter() - t0
   achieved = flops * steps_per_second
   return {"config": f"{encoder} + {critic}", "fused": str(fuse and FLAGS.jit),
           "steps/s": steps_per_second,

@@ -5,7 +5,7 @@ r"""Runs a study of the paper (experiments x estimators x seeds) as many ordinar
         [--only=REGEX] [--print_only] [--ray_address=local|auto|HOST:PORT]
 
 Every run is `python -m mi_repr_tf.train --gin_file=... --gin_param=... --workdir=RUNS/NAME`
-(the studies are defined in `mi_repr_tf/sweep.py`); its console output goes to
+(the studies are defined in `mi_repr_tf/studies.py`); its console output goes to
 RUNS/logs/NAME.log. The --gin_param bindings are added to every run's command, after the
 study's own, so they are part of each run's operative config; RUNS/sweep.json records the
 study and these bindings, and a later call on the same folder must pass the same ones.
@@ -39,7 +39,9 @@ import time
 from absl import app
 from absl import flags
 
-from mi_repr_tf import sweep as sweep_lib
+from launch import execute as execute_lib
+from mi_repr_tf import rundir
+from mi_repr_tf import studies
 from mi_repr_tf.errors import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,9 +54,9 @@ FLAGS = flags.FLAGS
 def define_flags():
   """The command line's flags (defined only when run as a program: absl flags are global,
   and mi_repr_tf.train defines some of the same names)."""
-  flags.DEFINE_string("sweep", None, "Study to run: one of " + ", ".join(sorted(sweep_lib.STUDIES)))
+  flags.DEFINE_string("sweep", None, "Study to run: one of " + ", ".join(sorted(studies.STUDIES)))
   flags.DEFINE_string("runs", None, "Sweep folder: one workdir per run, logs/ and sweep.json.")
-  flags.DEFINE_integer("seeds", sweep_lib.NUM_SEEDS, "Seeds 0 .. N-1 per configuration.")
+  flags.DEFINE_integer("seeds", studies.NUM_SEEDS, "Seeds 0 .. N-1 per configuration.")
   flags.DEFINE_multi_string("gin_param", [], "Gin binding added to every run, e.g. "
                             "\"train.num_steps=2000\" or \"dataset.name='fashion_mnist'\".")
   flags.DEFINE_integer("workers", 0, "Runs at a time (0: one per GPU with --gpus, else 1; "
@@ -63,6 +65,8 @@ def define_flags():
                       "worker gets one through CUDA_VISIBLE_DEVICES. Empty: leave it alone.")
   flags.DEFINE_integer("threads_per_run", 0, "If > 0: TensorFlow and OpenMP threads per run "
                        "(TF_NUM_INTRAOP_THREADS, ...); 0 leaves TensorFlow's default.")
+  flags.DEFINE_list("estimators", [], "Registered estimators to sweep instead of the "
+                    "study's own (nce, nwj), e.g. 'nce,nwj,smile'.")
   flags.DEFINE_string("only", None, "Only the runs whose name matches this regular expression.")
   flags.DEFINE_boolean("print_only", False,
                        "List the runs, their status and commands; run nothing.")
@@ -143,33 +147,33 @@ def plan(runs, folder):
   planned = []
   for i, run in enumerate(runs):
     workdir = os.path.join(folder, run.name)
-    planned.append((i, run, workdir, sweep_lib.run_status(workdir)))
+    planned.append((i, run, workdir, rundir.run_status(workdir)))
   return planned
 
 
 def print_plan(planned, folder):
   for i, run, workdir, status in planned:
     args = run.train_args(workdir, REPO)
-    command = sweep_lib.shell_join(["python", "-m", "mi_repr_tf.train", *args])
-    extra = f", {sweep_lib.resume_point(workdir)}" if status == sweep_lib.INTERRUPTED else ""
+    command = execute_lib.shell_join(["python", "-m", "mi_repr_tf.train", *args])
+    extra = f", {rundir.resume_point(workdir)}" if status == rundir.INTERRUPTED else ""
     print(f"[{i}] {run.name} ({status}{extra})\n    {command}")
   counts = {s: sum(1 for p in planned if p[3] == s)
-            for s in (sweep_lib.FINISHED, sweep_lib.INTERRUPTED, sweep_lib.NEW)}
+            for s in (rundir.FINISHED, rundir.INTERRUPTED, rundir.NEW)}
   print(f"{len(planned)} runs in {folder}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
 
 
 # --------------------------------------------------------------------------- executing
 
 def _describe(status, workdir):
-  if status == sweep_lib.INTERRUPTED:
-    return f"resuming ({sweep_lib.resume_point(workdir)})"
+  if status == rundir.INTERRUPTED:
+    return f"resuming ({rundir.resume_point(workdir)})"
   return "new"
 
 
 def _report(console, index, name, code, seconds, error, log_path, workdir, where=""):
   """Prints the outcome of one run; returns True if it succeeded."""
   if code == 0:
-    console.say(index, f"done   {name} in {seconds:.1f} s ({sweep_lib.run_status(workdir)})"
+    console.say(index, f"done   {name} in {seconds:.1f} s ({rundir.run_status(workdir)})"
                 f"{where}")
     return True
   if code < 0:
@@ -184,18 +188,6 @@ def _report(console, index, name, code, seconds, error, log_path, workdir, where
   return False
 
 
-def run_env(gpu, threads, sharing_gpu):
-  env = dict(os.environ)
-  if gpu is not None:
-    env["CUDA_VISIBLE_DEVICES"] = gpu
-    if sharing_gpu:
-      env["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
-  if threads > 0:
-    for key in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
-      env[key] = str(threads)
-  return env
-
-
 def run_local(todo, folder, console, workers, gpus, threads):
   """Runs `todo` with `workers` processes at a time; returns the names of failed runs."""
   pending = list(todo)
@@ -205,7 +197,7 @@ def run_local(todo, folder, console, workers, gpus, threads):
 
   def worker(slot):
     gpu = gpus[slot % len(gpus)] if gpus else None
-    env = run_env(gpu, threads, sharing_gpu=bool(gpus) and workers > len(gpus))
+    env = execute_lib.run_env(gpu, threads, sharing_gpu=bool(gpus) and workers > len(gpus))
     where = f" [gpu {gpu}]" if gpu is not None else ""
     while not stopping.is_set():
       with lock:
@@ -218,7 +210,7 @@ def run_local(todo, folder, console, workers, gpus, threads):
       def started(proc):
         with lock:
           children.add(proc)
-      code, seconds, error = sweep_lib.execute(run.train_args(workdir, REPO), log_path, env,
+      code, seconds, error = execute_lib.execute(run.train_args(workdir, REPO), log_path, env,
                                                on_start=started)
       with lock:
         children.difference_update([c for c in children if c.poll() is not None])
@@ -254,12 +246,14 @@ def run_ray(todo, folder, console, address, workers, cpus_per_run, gpus_per_run)
     import ray  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise ConfigError("--ray_address needs Ray: pip install -e \".[ray]\"") from e
+  import launch  # pylint: disable=g-import-not-at-top
+  runtime_env = {"py_modules": [launch]}  # the workers import launch.execute from it
   if address == "local":
     ray.init(address="local", num_cpus=workers or os.cpu_count(), include_dashboard=False,
-             log_to_driver=False)
+             log_to_driver=False, runtime_env=runtime_env)
   else:
     try:
-      ray.init(address=address, log_to_driver=False)
+      ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
     except (ConnectionError, RuntimeError) as e:
       raise ConfigError(
           f"--ray_address={address!r}: cannot connect to a Ray cluster ("
@@ -270,7 +264,7 @@ def run_ray(todo, folder, console, address, workers, cpus_per_run, gpus_per_run)
   print(f"Ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs "
         f"on {len(ray.nodes())} node(s)", flush=True)
   task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run,
-                    max_retries=0)(sweep_lib.execute)
+                    max_retries=0)(execute_lib.execute)
   limit = workers if (workers and address != "local") else len(todo)
   queue, in_flight, failed = list(todo), {}, []
   try:
@@ -310,8 +304,8 @@ def main(argv):
     if not FLAGS.sweep or not FLAGS.runs:
       raise ConfigError("--sweep and --runs are required")
     folder = os.path.abspath(FLAGS.runs)
-    study = sweep_lib.study(FLAGS.sweep, FLAGS.seeds, FLAGS.gin_param)
-    sweep_lib.check_gin_files(study, REPO)
+    study = studies.study(FLAGS.sweep, FLAGS.seeds, FLAGS.gin_param, FLAGS.estimators)
+    studies.check_gin_files(study, REPO)
     runs = select_runs(study, FLAGS.only)
     gpus = parse_gpus(FLAGS.gpus)
     workers = FLAGS.workers or (len(gpus) if gpus else 1)
@@ -323,7 +317,7 @@ def main(argv):
       return 0
     # The whole study, --only or not: the report lists the runs that never started as missing.
     update_manifest(folder, FLAGS.sweep, FLAGS.gin_param, study)
-    todo = [p for p in planned if p[3] != sweep_lib.FINISHED]
+    todo = [p for p in planned if p[3] != rundir.FINISHED]
     console = Console(len(runs))
     print(f"sweep {FLAGS.sweep}: {len(runs)} runs in {folder}; "
           f"{len(runs) - len(todo)} already finished, {len(todo)} to run", flush=True)

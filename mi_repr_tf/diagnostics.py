@@ -5,12 +5,16 @@ still exactly invertible.
   experiment E3): at `num_inputs` (128) random training inputs x, the singular values of the
   Jacobian dg1/dx (GradientTape.batch_jacobian, then an SVD), each Jacobian summarised by its
   log condition number log(sigma_max / sigma_min). results.jsonl gets the percentiles
-  0, 20, ..., 100 of the 128 values, TensorBoard their histogram. The inputs are the same at
-  every evaluation of a run (drawn once from the run's seed, with the run's coupled noise), so
-  the percentiles move only because g1 does.
+  0, 20, ..., 100 of the 128 values and the values themselves (the report pools them across
+  the runs of a configuration before taking percentiles, as the paper does), TensorBoard
+  their histogram. As in the paper the inputs are sampled afresh at each evaluation (drawn
+  from the run's seed and the step, with the run's coupled noise).
 - Reconstruction error (Section 3.1, experiments E1 and E2): for an encoder with an exact
   inverse, max |g1^-1(g1(x)) - x| over the first `num_inputs` test inputs. It stays at float32
-  round-off while training changes g1: the evidence that the true MI is unchanged.
+  round-off while training changes g1: the evidence that the true MI is unchanged. Recorded
+  with `invertible` (the error is below INVERTIBLE_TOLERANCE) and, for couplings with a
+  scale, `min_scale`, the smallest scale on those inputs (near its 1e-7 floor float32 can no
+  longer invert the map).
 
 The functions at the top are pure (arrays in, numbers out); `Diagnostics` applies them to a
 model at each evaluation.
@@ -28,6 +32,7 @@ from mi_repr_tf import data as data_lib
 from mi_repr_tf.errors import ConfigError
 
 PERCENTILES = (0, 20, 40, 60, 80, 100)
+INVERTIBLE_TOLERANCE = 1e-4
 
 # Keeps the random streams of the diagnostics apart from those of the data pipelines.
 _JACOBIAN_STREAM = 0x5EED_0D1A
@@ -101,17 +106,17 @@ def settings(jacobian=False, reconstruction=True, num_inputs=128):
   return Settings(bool(jacobian), bool(reconstruction), num_inputs)
 
 
-def jacobian_inputs(dataset, num_inputs, seed):
+def jacobian_inputs(dataset, num_inputs, seed, step=0):
   """`num_inputs` x_top of distinct random training images, with the dataset's coupled noise.
 
-  A pure function of (dataset, num_inputs, seed).
+  A pure function of (dataset, num_inputs, seed, step): fresh inputs at each evaluation.
   """
   n = min(num_inputs, len(dataset.train))
-  idx = np.sort(np.random.default_rng([seed, _JACOBIAN_STREAM]).choice(
+  idx = np.sort(np.random.default_rng([seed, _JACOBIAN_STREAM, step]).choice(
       len(dataset.train), n, replace=False))
   x_top, x_bottom = data_lib.split_halves(dataset.train.images[idx])
   if dataset.noise_std > 0:
-    noise_seed = tf.constant([seed + _JACOBIAN_STREAM, 0], tf.int64)
+    noise_seed = tf.constant([seed + _JACOBIAN_STREAM, step], tf.int64)
     x_top, _ = data_lib.add_coupled_noise(x_top, x_bottom, dataset.noise_std, noise_seed)
   return x_top
 
@@ -121,37 +126,37 @@ class Diagnostics:
 
   def __init__(self, encoder, dataset, seed=0, config=None):
     self.encoder = encoder
+    self.dataset = dataset
+    self.seed = seed
     self.config = config or Settings()
-    self.jacobian_x = None
     self.test_x = None
     if self.config.jacobian:
-      self.jacobian_x = jacobian_inputs(dataset, self.config.num_inputs, seed)
-      self._jacobians = tf.function(lambda x: jacobians(encoder, x))
+      self._jacobians = tf.function(lambda x: jacobians(encoder, x), reduce_retracing=True)
     if self.config.reconstruction and is_invertible(encoder):
       self.test_x = next(iter(data_lib.eval_batches(
           dataset.test, self.config.num_inputs, dataset.noise_std, noise_seed=seed)))[0]
 
-  def __call__(self):
-    """(numbers for results.jsonl, histograms {name: values} for TensorBoard)."""
+  def __call__(self, step=0):
+    """(numbers for results.jsonl, histograms {name: values} for TensorBoard) at `step`."""
     numbers, histograms = {}, {}
     t0 = time.perf_counter()
-    if self.jacobian_x is not None:
-      values = log_condition_numbers(self._jacobians(self.jacobian_x).numpy())
+    if self.config.jacobian:
+      x = jacobian_inputs(self.dataset, self.config.num_inputs, self.seed, step)
+      values = log_condition_numbers(self._jacobians(x).numpy())
       numbers["jacobian_log_condition_percentiles"] = percentiles(values)
+      numbers["jacobian_log_condition_numbers"] = [float(v) for v in values]
       histograms["jacobian/log_condition_number"] = values
     if self.test_x is not None:
-      numbers["reconstruction_error"] = reconstruction_error(self.encoder, self.test_x)
+      error = reconstruction_error(self.encoder, self.test_x)
+      numbers["reconstruction_error"] = error
+      numbers["invertible"] = bool(np.isfinite(error) and error < INVERTIBLE_TOLERANCE)
+      if callable(getattr(self.encoder, "min_scale", None)):
+        scale = self.encoder.min_scale(self.test_x)
+        if scale is not None:
+          numbers["min_scale"] = scale
     if numbers:
-      logging.info("diagnostics: %s (%.1f s)", numbers, time.perf_counter() - t0)
+      shown = {k: v for k, v in numbers.items() if k != "jacobian_log_condition_numbers"}
+      logging.info("diagnostics: %s (%.1f s)", shown, time.perf_counter() - t0)
     return numbers, histograms
 
 
-def write_summaries(numbers, histograms):
-  """Writes diagnostics to the default summary writer (call inside `writer.as_default(step)`):
-  the histograms, the reconstruction error and each condition-number percentile as scalars."""
-  for name, values in histograms.items():
-    tf.summary.histogram(name, values)
-  for q, value in zip(PERCENTILES, numbers.get("jacobian_log_condition_percentiles", ())):
-    tf.summary.scalar(f"jacobian/log_condition_p{q}", value)
-  if "reconstruction_error" in numbers:
-    tf.summary.scalar("reconstruction_error", numbers["reconstruction_error"])

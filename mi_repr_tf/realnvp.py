@@ -115,6 +115,21 @@ class RealNVPEncoder(keras.Model):
     flat = tf.reshape(x, (-1, self.dim))  # a fresh tensor: never a bijector cache hit
     return self._bijector.forward(flat)
 
+  def min_scale(self, x):
+    """The smallest coupling scale softplus(s(x0)) + 1e-7 met by the inputs x [B, H, W, C]
+    on their way through g, as a float; None for shift-only couplings (no scales)."""
+    if self.coupling == "shift":
+      return None
+    h = tf.reshape(tf.convert_to_tensor(x, tf.float32), (-1, self.dim))
+    smallest = math.inf
+    for net, permutation in zip(self.coupling_nets, self.permutations):
+      x0, x1 = h[:, :self.num_masked], h[:, self.num_masked:]
+      shift, raw_scale = tf.split(net(x0), 2, axis=-1)
+      scale = tf.nn.softplus(raw_scale) + SCALE_EPSILON
+      smallest = min(smallest, float(tf.reduce_min(scale)))
+      h = tf.gather(tf.concat([x0, x1 * scale + shift], axis=-1), permutation, axis=-1)
+    return smallest
+
   def inverse(self, y):
     """g^-1: embeddings [B, d] -> inputs [B, H, W, C], computed (never read from a cache)."""
     y = tf.identity(tf.convert_to_tensor(y, tf.float32))

@@ -54,6 +54,13 @@ def _load(kind):
     importlib.import_module(module)
 
 
+def load_all():
+  """Imports every module that registers components (and so defines their gin
+  configurables): call it before parsing gin files."""
+  for kind in _MODULES:
+    _load(kind)
+
+
 def names(kind):
   """The registered names of `kind`, sorted."""
   _check_kind(kind)

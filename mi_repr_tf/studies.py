@@ -15,30 +15,22 @@ deterministic name (`critic_bilinear-nwj-seed3`) that is its workdir under the s
 
 Each run is an ordinary command-line run (`python -m mi_repr_tf.train ... --workdir=DIR`),
 so a sweep is resumable the way a run is: a finished run prints "already finished", an
-interrupted one resumes from its last checkpoint. `run_status` tells which is which without
-starting TensorFlow. The launcher is `launch/sweep.py`.
+interrupted one resumes from its last checkpoint (`rundir.run_status` tells which is which
+without starting TensorFlow). The launcher, which executes studies, is `launch/sweep.py`.
 """
 
 import dataclasses
 import itertools
-import json
 import os
 import re
-import shlex
-import subprocess
-import sys
-import time
 
-from mi_repr_tf import hparams as hparams_lib
-from mi_repr_tf import rundir
 from mi_repr_tf.errors import ConfigError
 
 GIN_FILE = "gin_file"
-SEED = "train.seed"  # the seed binding of two-view runs (other experiments name their own)
+SEED = "run.seed"  # the seed of every experiment
 NUM_SEEDS = 20  # the paper: every curve is a mean over 20 runs
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-FINISHED, INTERRUPTED, NEW = "finished", "interrupted", "new"
 
 
 # --------------------------------------------------------------------------- building sweeps
@@ -172,34 +164,35 @@ def _cifar10(paths):
 
 
 def _critic_study(gin_files):
-  def runs(seeds):
-    return product([sweep(GIN_FILE, gin_files), sweep("train.estimator", ESTIMATORS),
+  def runs(seeds, estimators=ESTIMATORS):
+    return product([sweep(GIN_FILE, gin_files), sweep("train.estimator", estimators),
                     sweep(SEED, seeds)])
   return runs
 
 
 def _target_study(gin_files):
-  def runs(seeds):
+  def runs(seeds, estimators=ESTIMATORS):
     return product([sweep(GIN_FILE, gin_files), sweep("train.target", TARGETS),
-                    sweep("train.estimator", ESTIMATORS), sweep(SEED, seeds)])
+                    sweep("train.estimator", estimators), sweep(SEED, seeds)])
   return runs
 
 
-def _one_gin_file(path, estimator_key="train.estimator", seed_key=SEED, before=()):
+def _one_gin_file(path, estimator_key="train.estimator", before=()):
   """Runs of one gin file: `before` sweeps x estimators (if `estimator_key`) x seeds."""
-  def runs(seeds):
-    parts = [fixed(GIN_FILE, path), *before]
-    if estimator_key:
-      parts.append(sweep(estimator_key, ESTIMATORS))
-    return product(parts + [sweep(seed_key, seeds)])
-  return runs
+  def runs(seeds, estimators=ESTIMATORS):
+    parts = [fixed(GIN_FILE, path), *before, sweep(estimator_key, estimators)]
+    return product(parts + [sweep(SEED, seeds)])
+
+  def runs_without_estimators(seeds):  # no estimator to sweep (e.g. the adversarial study)
+    return product([fixed(GIN_FILE, path), *before, sweep(SEED, seeds)])
+  return runs if estimator_key else runs_without_estimators
 
 
 @dataclasses.dataclass(frozen=True)
 class Study:
   experiment: str
   figures: str
-  runs: object  # seeds -> list of settings dicts
+  runs: object  # (seeds, estimators) -> list of settings dicts
 
 
 STUDIES = {
@@ -209,27 +202,37 @@ STUDIES = {
     "target_study": Study("E5", "Figures 4a, 4b and 7", _target_study(TARGET_GIN)),
     # E1, E2, E3, E6: one gin file each (see the experiments' modules).
     "invertible": Study("E1", "Figures 1a and 1b", _one_gin_file("gin/invertible_realnvp.gin")),
-    "adversarial": Study("E2", "Figure 1c", _one_gin_file("gin/adversarial_realnvp.gin", None,
-                                                          "adversarial.seed")),
+    "adversarial": Study("E2", "Figure 1c", _one_gin_file("gin/adversarial_realnvp.gin", None)),
+    "adversarial_notebook": Study("E2", "Figure 1c (the notebook's setting)", _one_gin_file(
+        "gin/adversarial_realnvp_notebook.gin", None)),
     "noninvertible": Study("E3", "Figures 2 and 5", _one_gin_file("gin/noninvertible_mlp.gin")),
     # E6, Section 4: non-i.i.d. and i.i.d. batches of the Gaussian pair.
     "noniid_gaussian": Study("E6", "Figure 4c", _one_gin_file(
-        "gin/noniid_gaussian.gin", "gaussian.estimator", "gaussian.seed",
-        [sweep("gaussian.iid", [False, True])])),
+        "gin/noniid_gaussian.gin", "gaussian.estimator", [sweep("gaussian.iid", [False, True])])),
     # E7, Appendix G: the E4 and E5 studies on CIFAR10 halves (lr 1e-5, 3x the steps).
     "critic_study_cifar10": Study("E7", "Figure 8", _critic_study(_cifar10(CRITIC_GIN))),
     "target_study_cifar10": Study("E7", "Figure 9", _target_study(_cifar10(TARGET_GIN))),
 }
 
 
-def study(name, num_seeds=NUM_SEEDS, extra_bindings=()):
-  """The runs of the named study with seeds 0 .. num_seeds - 1."""
+def study(name, num_seeds=NUM_SEEDS, extra_bindings=(), estimators=None):
+  """The runs of the named study with seeds 0 .. num_seeds - 1 (and, for studies that sweep
+  estimators, the registered estimators `estimators` instead of the paper's two)."""
   if name not in STUDIES:
     raise ConfigError(f"--sweep={name!r} is not a known study; choose one of: "
                       + ", ".join(sorted(STUDIES)))
   if num_seeds < 1:
     raise ConfigError(f"--seeds={num_seeds} is not valid; it must be >= 1")
-  return make_runs(STUDIES[name].runs(list(range(num_seeds))), extra_bindings)
+  seeds = list(range(num_seeds))
+  if estimators:
+    from mi_repr_tf import registry  # pylint: disable=g-import-not-at-top
+    for estimator in estimators:
+      registry.get("estimator", estimator, "--estimators")
+    try:
+      return make_runs(STUDIES[name].runs(seeds, tuple(estimators)), extra_bindings)
+    except TypeError:
+      raise ConfigError(f"--estimators: the study {name!r} does not sweep estimators") from None
+  return make_runs(STUDIES[name].runs(seeds), extra_bindings)
 
 
 def check_gin_files(runs, repo=REPO):
@@ -239,124 +242,3 @@ def check_gin_files(runs, repo=REPO):
   if missing:
     raise ConfigError("gin file(s) missing: " + ", ".join(missing)
                       + " (the experiment that provides them is not in this checkout)")
-
-
-# --------------------------------------------------------------------------- run status
-
-# experiment.name -> (binding holding the planned last step, whether a finished run has
-# embeddings.npz); see the experiments' modules.
-EXPERIMENT_END = {
-    "two_view": ("train.num_steps", True),
-    "adversarial": ("adversarial.encoder_steps", True),
-    "gaussian": ("gaussian.num_steps", False),
-}
-
-
-def planned_end(bindings):
-  """(last step, embeddings expected) of a run from its parsed config; step None if unknown."""
-  name = bindings.get("experiment.name", "two_view")
-  key, embeddings = EXPERIMENT_END.get(name, (f"{name}.num_steps", True))
-  return bindings.get(key), embeddings
-
-
-def last_result(workdir):
-  """The complete record of results.jsonl with the highest step (None if there is none),
-  read without modifying the file (a torn last line is skipped)."""
-  try:
-    with open(os.path.join(workdir, rundir.RESULTS)) as f:
-      lines = f.read().split("\n")
-  except FileNotFoundError:
-    return None
-  last = None
-  for line in lines:
-    if line:
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError:
-        break
-      if last is None or record.get("step", -1) >= last.get("step", -1):
-        last = record
-  return last
-
-
-def run_status(workdir):
-  """FINISHED, INTERRUPTED (started, not finished) or NEW (no operative config yet).
-
-  Finished means: the last evaluation is at the planned last step and, for experiments that
-  export them, embeddings.npz exists. (If this cannot tell, the run counts as interrupted and
-  is started again: the train command itself then says it is already finished.)
-  """
-  config_path = os.path.join(workdir, rundir.CONFIG)
-  if not os.path.isfile(config_path):
-    return NEW
-  num_steps, embeddings = planned_end(hparams_lib.read_config(config_path))
-  last = last_result(workdir)
-  pending = os.path.join(workdir, getattr(rundir, "PENDING", "pending"))
-  if (num_steps is not None and last is not None and last.get("step") == num_steps
-      and (not embeddings or os.path.isfile(os.path.join(workdir, rundir.EMBEDDINGS)))
-      and not (os.path.isdir(pending) and os.listdir(pending))):  # no evaluation outstanding
-    return FINISHED
-  return INTERRUPTED
-
-
-def resume_point(workdir):
-  """Text saying where an interrupted run stands (its last recorded evaluation)."""
-  last = last_result(workdir)
-  return "no evaluation yet" if last is None else f"last evaluation at step {last['step']}"
-
-
-# --------------------------------------------------------------------------- executing one run
-
-def shell_join(args):
-  """A command line to paste into a POSIX shell, quoted readably."""
-  def quote(arg):
-    if re.fullmatch(r"[A-Za-z0-9_./=:,+@%-]+", arg):
-      return arg
-    if not re.search(r'["$`\\!]', arg):
-      return f'"{arg}"'
-    return shlex.quote(arg)
-  return " ".join(quote(a) for a in args)
-
-
-def execute(train_args, log_path, env=None, on_start=None):
-  """Runs `python -m mi_repr_tf.train *train_args`, appending its output to `log_path`.
-
-  Returns (exit code, seconds, the attempt's last line starting with 'error:' or ''). A
-  negative exit code -N means the run was killed by signal N. The interpreter is this
-  process's own, so on a Ray worker it is the worker's. `on_start(proc)` is called with the
-  child process once it runs (the local launcher keeps them to stop them on Ctrl-C).
-  """
-  os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-  cmd = [sys.executable, "-m", "mi_repr_tf.train", *train_args]
-  t0 = time.time()
-  with open(log_path, "a") as log:
-    log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} on {os.uname().nodename}: "
-              f"{shell_join(cmd)}\n")
-    log.flush()
-    offset = log.tell()
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    if on_start is not None:
-      on_start(proc)
-    try:
-      code = proc.wait()
-    except BaseException:
-      proc.terminate()  # the launcher is stopping: do not leave the run behind
-      proc.wait()
-      raise
-  return code, time.time() - t0, error_line(log_path, offset)
-
-
-def error_line(log_path, offset=0):
-  """The last 'error: ...' line after byte `offset` of a log (the train CLI's one-line
-  errors), else the last exception line (a crash), else ''."""
-  try:
-    with open(log_path, "rb") as f:
-      f.seek(offset)
-      lines = f.read().decode(errors="replace").splitlines()
-  except FileNotFoundError:
-    return ""
-  errors = [line for line in lines if line.startswith("error:")]
-  if not errors:  # a crash: the exception's own line, e.g. "TypeError: ..."
-    errors = [line.strip() for line in lines
-              if re.match(r"\s*[\w.]*(Error|Exception|Interrupt)\b", line)]
-  return errors[-1] if errors else ""

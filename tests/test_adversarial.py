@@ -1,5 +1,5 @@
 """The adversarial experiment (Section 3.1, Appendix B, E2): step ratio, separate optimisers,
-and a tiny run through the command line, resumed after a kill."""
+tiny runs of the paper's and the notebook's settings, resumed after a kill."""
 
 import json
 import os
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mi_repr_tf import adversarial
+from mi_repr_tf.experiments import adversarial
 from mi_repr_tf import data
 from mi_repr_tf import realnvp
 from mi_repr_tf import rundir
@@ -51,14 +51,14 @@ def test_step_ratio_and_separate_optimisers(tiny_idx_dir):
 
   # Warm-up: classifier steps only; g1 is untouched.
   g_before, h_before = snapshot(g_vars), snapshot(h_vars)
-  losses = trainer.warmup(iterator, 5)
+  losses = trainer.warmup(iterator, tf.constant(5)).numpy()
   assert losses.shape == (5,)
   assert int(trainer.classifier_optimizer.iterations) == 5
   assert int(trainer.encoder_optimizer.iterations) == 0
   assert unchanged(g_before, g_vars) and not unchanged(h_before, h_vars)
 
   # Rounds: k classifier steps per encoder step.
-  c_loss, c_acc, e_loss = trainer.rounds(iterator, 3, 4)
+  c_loss, c_acc, e_loss = trainer.rounds(iterator, tf.constant(3), tf.constant(4))
   assert c_loss.shape == c_acc.shape == (12,) and e_loss.shape == (3,)
   assert int(trainer.classifier_optimizer.iterations) == 5 + 3 * 4
   assert int(trainer.encoder_optimizer.iterations) == 3
@@ -83,10 +83,11 @@ def tiny(data_dir):
       "realnvp.hidden_units": [16],
       "adversarial.warmup_steps": 5,
       "adversarial.classifier_steps_per_encoder_step": 3,
-      "adversarial.encoder_steps": 6,
-      "adversarial.eval_every": 3,
+      "run.num_steps": 6,
+      "run.eval_every": 3,
       "adversarial.batch_size": 16,
-      "adversarial.steps_per_loop": 2,
+      "run.steps_per_loop": 2,
+      "run.jit_compile": False,
   }
   return [f"{k}={v}" for k, v in bindings.items()]
 
@@ -99,26 +100,25 @@ def same(a, b):
         assert x[key] == y[key], (x["step"], key)
 
 
-def test_command_line_run_and_resume(tiny_idx_dir, tmp_path):
-  workdir = tmp_path / "run"
-  args = [f"--gin_file={GIN}"] + [f"--gin_param={b}" for b in tiny(tiny_idx_dir)]
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  result = subprocess.run([sys.executable, "-m", "mi_repr_tf.train", *args,
-                           f"--workdir={workdir}"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "Classifier warm-up: 5 steps" in result.stderr
+NOTEBOOK_GIN = os.path.join(REPO, "gin", "adversarial_realnvp_notebook.gin")
 
+
+def test_paper_setting_run_stays_invertible_and_resumes(tiny_idx_dir, tmp_path):
+  """The paper's setting (shift-only couplings): invertible at every probe point, through
+  adversarial training with a learning rate far above the paper's."""
+  workdir = tmp_path / "run"
+  bindings = tiny(tiny_idx_dir) + ["adversarial.encoder_learning_rate=1e-2"]
+  records = train.run([GIN], bindings, str(workdir))[1]
   config = (workdir / "operative_config.gin").read_text()
-  assert "experiment.name = 'adversarial'" in config
-  assert "realnvp.coupling = 'shift_and_scale'" in config
-  records = rundir.read_results(str(workdir))
+  assert "run.experiment = 'adversarial'" in config and "realnvp.coupling = 'shift'" in config
+  assert "adversarial.classifier_learning_rate = 0.0001" in config
   assert [r["step"] for r in records] == [0, 3, 6]
   # 5 warm-up steps, then 3 classifier steps per encoder step.
   assert [r["classifier_steps"] for r in records] == [0, 5 + 3 * 3, 5 + 3 * 6]
   for r in records:
     assert 0.0 <= r["accuracy"] <= 1.0
-    assert r["reconstruction_error"] < 1e-5  # g1 stays exactly invertible
+    assert r["reconstruction_error"] < 1e-4 and r["invertible"] is True
+    assert "min_scale" not in r  # shift-only couplings have no scales
     assert r["encoder_loss"] >= np.log(10) - 1e-5  # H(uniform, p) >= log 10
   reader = tf.train.load_checkpoint(str(workdir / "checkpoints"))
   assert reader.get_tensor("encoder_optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 6
@@ -127,24 +127,36 @@ def test_command_line_run_and_resume(tiny_idx_dir, tmp_path):
   emb = rundir.read_embeddings(str(workdir))
   assert emb["train_embeddings"].shape == (512, 392)
 
-  # Killed after recording step 6 but before its embeddings and checkpoint: the resumed run
-  # repeats steps 4-6 exactly (batches, warm-up state, optimisers) and records nothing twice.
+  # Killed after recording step 3 but before its checkpoint: the resumed run repeats steps
+  # 1-6 exactly (batches, warm-up state, optimisers) and records nothing twice.
   resumed = tmp_path / "resumed"
   shutil.copytree(workdir, resumed)
   (resumed / "embeddings.npz").unlink()
   ckpt_dir = resumed / "checkpoints"
-  for path in ckpt_dir.glob("ckpt-6.*"):
-    path.unlink()
-  tf.compat.v1.train.update_checkpoint_state(str(ckpt_dir), str(ckpt_dir / "ckpt-3"))
-  rundir.truncate_results(str(resumed), records[:2])
-  same(records, train.run([GIN], tiny(tiny_idx_dir), str(resumed))[1])
+  for step in (3, 6):
+    for path in ckpt_dir.glob(f"ckpt-{step}.*"):
+      path.unlink()
+  tf.compat.v1.train.update_checkpoint_state(str(ckpt_dir), str(ckpt_dir / "ckpt-0"))
+  with open(resumed / "results.jsonl", "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in records[:2])
+  same(records, train.run([GIN], bindings, str(resumed))[1])
   np.testing.assert_array_equal(rundir.read_embeddings(str(resumed))["test_embeddings"],
                                 emb["test_embeddings"])
 
-  # A finished run is not trained again.
-  before = (workdir / "results.jsonl").read_text()
-  assert train.run([GIN], tiny(tiny_idx_dir), str(workdir))[1] == records
-  assert (workdir / "results.jsonl").read_text() == before
+
+def test_notebook_setting_records_the_smallest_scale(tiny_idx_dir, tmp_path):
+  records = train.run([NOTEBOOK_GIN], tiny(tiny_idx_dir), str(tmp_path / "run"))[1]
+  for r in records:
+    assert 1e-7 <= r["min_scale"] < 10 and isinstance(r["invertible"], bool)
+
+
+def test_min_scale_is_the_smallest_softplus_scale():
+  g1 = realnvp.realnvp((2, 2, 1), num_couplings=1, hidden_units=(4,),
+                       coupling="shift_and_scale", init_stddev=0.5, permutation_seed=0)
+  x = tf.random.stateless_normal([5, 2, 2, 1], [1, 2])
+  raw = g1.coupling_nets[0](tf.reshape(x, (5, 4))[:, :2])[:, 2:]
+  expected = float(tf.reduce_min(tf.nn.softplus(raw))) + 1e-7
+  assert g1.min_scale(x) == pytest.approx(expected, rel=1e-6)
 
 
 @pytest.mark.parametrize("binding,named", [

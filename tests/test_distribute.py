@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from mi_repr_tf import rundir
-from test_train import cli, gin_args, tiny
+from test_train import GIN, gin_args, tiny
+from mi_repr_tf import train
 
 
 def _free_port():
@@ -22,9 +23,7 @@ def _free_port():
 @pytest.fixture(scope="module")
 def single_device(tiny_idx_dir, tmp_path_factory):
   workdir = tmp_path_factory.mktemp("single") / "run"
-  result = cli(gin_args(tiny(tiny_idx_dir)) + [f"--workdir={workdir}"], cwd=str(workdir.parent))
-  assert result.returncode == 0, result.stderr[-2000:]
-  return rundir.read_results(str(workdir))
+  return train.run([GIN], tiny(tiny_idx_dir), str(workdir))[1]
 
 
 def _close(a, b):
@@ -39,9 +38,8 @@ def test_mirrored_on_two_cpus_matches_one_device(tiny_idx_dir, tmp_path, single_
   workdir = tmp_path / "run"
   bindings = tiny(tiny_idx_dir, **{"distribute.strategy": "'mirrored'",
                                    "distribute.cpu_devices": 2})
-  result = cli(gin_args(bindings) + [f"--workdir={workdir}"], cwd=tmp_path)
-  assert result.returncode == 0, result.stderr[-2000:]
-  _close(rundir.read_results(str(workdir)), single_device)
+  _close(train.run([GIN], bindings, str(workdir))[1], single_device)  # in process: the CPU
+  # is already split into two logical devices (tests/conftest.py)
 
 
 def test_two_worker_processes_on_loopback_match_one_device(tiny_idx_dir, tmp_path,
@@ -63,6 +61,6 @@ def test_two_worker_processes_on_loopback_match_one_device(tiny_idx_dir, tmp_pat
       p.kill()
   logs = [(tmp_path / f"worker{i}.log").read_text()[-2000:] for i in range(2)]
   assert codes == [0, 0], logs
-  _close(rundir.read_results(str(workdir)), single_device)  # the chief's record
+  _close(rundir.read_results(str(workdir)).records, single_device)  # the chief's record
   assert (workdir / "embeddings.npz").exists()
   assert not (workdir / ".worker-1" / "results.jsonl").exists()  # other workers record nothing

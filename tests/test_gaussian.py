@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from scipy import stats
 
-from mi_repr_tf import gaussian
+from mi_repr_tf.experiments import gaussian
 from mi_repr_tf import train
 from mi_repr_tf.errors import ConfigError
 
@@ -72,7 +72,7 @@ def test_non_iid_batches_share_z():
 
 def test_short_run_through_the_command_line_gin_file(tmp_path):
   gin_file = os.path.join(REPO, "gin", "noniid_gaussian.gin")
-  bindings = ["gaussian.num_steps=300", "gaussian.eval_every=100", "gaussian.eval_batches=5",
+  bindings = ["run.num_steps=300", "run.eval_every=100", "gaussian.eval_batches=5",
               "gaussian.learning_rate=1e-3"]
   workdir, results = train.run([gin_file], bindings, str(tmp_path / "run"))
   assert [r["step"] for r in results] == [0, 100, 200, 300]

@@ -19,11 +19,10 @@ def gin_path(name):
 def tiny(data_dir, **extra):
   bindings = {
       "dataset.data_dir": repr(data_dir),
-      "train.num_steps": 20,
-      "train.eval_every": 10,
+      "run.num_steps": 20,
+      "run.eval_every": 10,
       "train.batch_size": 16,
-      "train.eval_chunk_size": 64,
-      "train.steps_per_loop": 10,
+      "run.steps_per_loop": 10,
   }
   bindings.update(extra)
   return [f"{k}={v}" for k, v in bindings.items()]
@@ -73,4 +72,4 @@ def test_noninvertible_mlp_run(tiny_idx_dir, tmp_path):
   tags = summaries(str(workdir / "tensorboard"))
   assert tags["jacobian/log_condition_number"] == [(0, "histograms"), (10, "histograms"),
                                                    (20, "histograms")]
-  assert [s for s, _ in tags["jacobian/log_condition_p100"]] == [0, 10, 20]
+  assert [s for s, _ in tags["jacobian_log_condition_p100"]] == [0, 10, 20]

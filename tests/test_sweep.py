@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from mi_repr_tf import rundir
-from mi_repr_tf import sweep as sweep_lib
+from mi_repr_tf import studies as sweep_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # launch/ is a folder of the repository, not of the package
 
+from launch import execute as execute_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from launch import sweep as launcher  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -46,20 +47,20 @@ def test_critic_study_has_the_papers_runs_with_readable_names():
   by_name = {r.name: r for r in runs}
   run = by_name["critic_separable-nwj-seed3"]
   assert run.gin_files == ("gin/critic_separable.gin",)
-  assert run.bindings == ("train.estimator='nwj'", "train.seed=3")
+  assert run.bindings == ("train.estimator='nwj'", "run.seed=3")
   assert runs[0].name == "critic_bilinear-nce-seed0"  # indexable by run number
   assert {r.name.split("-")[0] for r in runs} == {
       "critic_bilinear", "critic_separable", "critic_mlp"}
 
 
 def test_names_do_not_depend_on_the_number_of_seeds_and_extra_bindings_come_last():
-  few = sweep_lib.study("critic_study", 3, ["train.num_steps=50"])
+  few = sweep_lib.study("critic_study", 3, ["run.num_steps=50"])
   many = sweep_lib.study("critic_study", 20)
   assert {r.name for r in few} <= {r.name for r in many}
-  assert all(r.bindings[-1] == "train.num_steps=50" for r in few)
+  assert all(r.bindings[-1] == "run.num_steps=50" for r in few)
   target = {r.name: r for r in sweep_lib.study("target_study", 2)}
   assert target["target_convnet-t4-nwj-seed1"].bindings == (
-      "train.target=4.0", "train.estimator='nwj'", "train.seed=1")
+      "train.target=4.0", "train.estimator='nwj'", "run.seed=1")
 
 
 def test_every_study_expands_and_bad_names_are_clear_errors():
@@ -73,11 +74,11 @@ def test_every_study_expands_and_bad_names_are_clear_errors():
 
 
 def test_train_command_of_a_run():
-  run = sweep_lib.study("critic_study", 1, ["train.num_steps=10"])[0]
+  run = sweep_lib.study("critic_study", 1, ["run.num_steps=10"])[0]
   args = run.train_args("/tmp/w", REPO)
   assert args == [f"--gin_file={REPO}/gin/critic_bilinear.gin",
-                  "--gin_param=train.estimator='nce'", "--gin_param=train.seed=0",
-                  "--gin_param=train.num_steps=10", "--workdir=/tmp/w"]
+                  "--gin_param=train.estimator='nce'", "--gin_param=run.seed=0",
+                  "--gin_param=run.num_steps=10", "--workdir=/tmp/w"]
 
 
 # --------------------------------------------------------------------------- run status
@@ -85,7 +86,7 @@ def test_train_command_of_a_run():
 def _fake_run(workdir, num_steps, steps, embeddings):
   os.makedirs(workdir)
   with open(os.path.join(workdir, rundir.CONFIG), "w") as f:
-    f.write(f"# Parameters for train:\ntrain.num_steps = {num_steps}\ntrain.seed = 0\n")
+    f.write(f"# Parameters for train:\nrun.num_steps = {num_steps}\nrun.seed = 0\n")
   for step in steps:
     rundir.append_result(workdir, {"step": step, "accuracy": 0.5})
   if embeddings:
@@ -94,18 +95,20 @@ def _fake_run(workdir, num_steps, steps, embeddings):
 
 
 def test_run_status(tmp_path):
-  assert sweep_lib.run_status(str(tmp_path / "absent")) == sweep_lib.NEW
+  assert rundir.run_status(str(tmp_path / "absent")) == rundir.NEW
   _fake_run(str(tmp_path / "done"), 20, [0, 10, 20], embeddings=True)
   _fake_run(str(tmp_path / "no_emb"), 20, [0, 10, 20], embeddings=False)
   _fake_run(str(tmp_path / "half"), 20, [0, 10], embeddings=False)
-  assert sweep_lib.run_status(str(tmp_path / "done")) == sweep_lib.FINISHED
-  assert sweep_lib.run_status(str(tmp_path / "no_emb")) == sweep_lib.INTERRUPTED
-  assert sweep_lib.run_status(str(tmp_path / "half")) == sweep_lib.INTERRUPTED
-  assert sweep_lib.resume_point(str(tmp_path / "half")) == "last evaluation at step 10"
+  assert rundir.run_status(str(tmp_path / "done")) == rundir.FINISHED
+  assert rundir.run_status(str(tmp_path / "no_emb")) == rundir.FINISHED  # e.g. Gaussian runs
+  rundir.write_pending(str(tmp_path / "no_emb"), 20, {"step": 20}, {}, {})
+  assert rundir.run_status(str(tmp_path / "no_emb")) == rundir.INTERRUPTED  # a probe pending
+  assert rundir.run_status(str(tmp_path / "half")) == rundir.INTERRUPTED
+  assert rundir.resume_point(str(tmp_path / "half")) == "last evaluation at step 10"
   torn = tmp_path / "half" / rundir.RESULTS
   before = torn.read_text() + '{"step": 20, "acc'
   torn.write_text(before)
-  assert sweep_lib.last_result(str(tmp_path / "half"))["step"] == 10
+  assert rundir.read_results(str(tmp_path / "half")).steps == [0, 10]
   assert torn.read_text() == before  # status never modifies a run that may be going on
 
 
@@ -119,31 +122,32 @@ def sweep_cli(args, timeout=600):
 
 def tiny_params(data_dir, num_steps=20, eval_every=10):
   bindings = {"dataset.name": "'mnist'", "dataset.data_dir": repr(data_dir),
-              "train.num_steps": num_steps, "train.eval_every": eval_every,
-              "train.batch_size": 16, "train.eval_chunk_size": 64, "train.steps_per_loop": 5}
+              "run.num_steps": num_steps, "run.eval_every": eval_every,
+              "train.batch_size": 16, "run.steps_per_loop": 5, "mlp.hidden_units": [32],
+              "run.jit_compile": False}
   return [f"--gin_param={k}={v}" for k, v in bindings.items()]
 
 
 def test_print_only_lists_runs_and_writes_nothing(tmp_path):
   folder = tmp_path / "sweep"
   result = sweep_cli(["--sweep=critic_study", f"--runs={folder}", "--seeds=2", "--print_only",
-                      "--gin_param=train.num_steps=7"])
+                      "--gin_param=run.num_steps=7"])
   assert result.returncode == 0, result.stderr
   lines = result.stdout.splitlines()
   assert lines[0] == "[0] critic_bilinear-nce-seed0 (new)"
   assert sum(line.startswith("[") for line in lines) == 12
   assert (f"--workdir={folder}/critic_mlp-nwj-seed1" in result.stdout
-          and "--gin_param=train.num_steps=7" in result.stdout)
+          and "--gin_param=run.num_steps=7" in result.stdout)
   assert lines[-1] == f"12 runs in {folder}: 0 finished, 0 interrupted, 12 new"
   assert not folder.exists()
 
 
 def test_a_folder_holding_another_sweep_is_refused(tmp_path):
-  launcher.update_manifest(str(tmp_path), "critic_study", ["train.num_steps=5"], [])
+  launcher.update_manifest(str(tmp_path), "critic_study", ["run.num_steps=5"], [])
   result = sweep_cli(["--sweep=critic_study", f"--runs={tmp_path}", "--seeds=1",
-                      "--gin_param=train.num_steps=6"])
+                      "--gin_param=run.num_steps=6"])
   assert result.returncode == 2
-  assert result.stderr.startswith("error:") and "train.num_steps=5" in result.stderr
+  assert result.stderr.startswith("error:") and "run.num_steps=5" in result.stderr
   result = sweep_cli(["--sweep=critic_study", f"--runs={tmp_path}", "--only=nothing_matches"])
   assert result.returncode == 2 and "nothing_matches" in result.stderr
 
@@ -165,7 +169,7 @@ def test_gpu_workers_each_own_one_gpu(monkeypatch, tmp_path, capsys):
       del active[threading.get_ident()]
     return 0, 0.05, ""
 
-  monkeypatch.setattr(sweep_lib, "execute", fake_execute)
+  monkeypatch.setattr(execute_lib, "execute", fake_execute)
   runs = sweep_lib.study("critic_study", 2)
   planned = launcher.plan(runs, str(tmp_path))
   failed = launcher.run_local(planned, str(tmp_path), launcher.Console(len(runs)), workers=2,
@@ -173,10 +177,10 @@ def test_gpu_workers_each_own_one_gpu(monkeypatch, tmp_path, capsys):
   assert failed == [] and len(seen) == 12 and set(seen) == {"0", "1"}
   assert "[gpu 0]" in capsys.readouterr().out
   assert launcher.parse_gpus("0, 1") == ["0", "1"]
-  env = launcher.run_env("1", threads=1, sharing_gpu=True)
+  env = execute_lib.run_env("1", threads=1, sharing_gpu=True)
   assert (env["CUDA_VISIBLE_DEVICES"], env["TF_FORCE_GPU_ALLOW_GROWTH"]) == ("1", "true")
   assert env["TF_NUM_INTRAOP_THREADS"] == env["OMP_NUM_THREADS"] == "1"
-  assert "TF_NUM_INTRAOP_THREADS" not in launcher.run_env(None, 0, False) or (
+  assert "TF_NUM_INTRAOP_THREADS" not in execute_lib.run_env(None, 0, False) or (
       os.environ.get("TF_NUM_INTRAOP_THREADS"))
   with pytest.raises(sweep_lib.ConfigError):
     launcher.parse_gpus("zero")
@@ -207,7 +211,7 @@ def _pid_of_run(workdir):
 
 
 def _steps(workdir):
-  return [r["step"] for r in rundir.read_results(str(workdir))]
+  return rundir.read_results(str(workdir)).steps
 
 
 def test_sweep_runs_in_parallel_reports_failures_and_resumes_a_killed_run(tiny_idx_dir,
@@ -218,12 +222,12 @@ def test_sweep_runs_in_parallel_reports_failures_and_resumes_a_killed_run(tiny_i
   folder = tmp_path / "sweep"
   args = ["--sweep=critic_study", f"--runs={folder}", "--seeds=1", "--workers=2",
           "--only=critic_bilinear|critic_separable-nce",
-          *tiny_params(tiny_idx_dir, num_steps=600, eval_every=100)]
+          *tiny_params(tiny_idx_dir, num_steps=300, eval_every=50)]
   victim = folder / "critic_bilinear-nce-seed0"
   other = folder / "critic_bilinear-nwj-seed0"
   refused = folder / "critic_separable-nce-seed0"
   refused.mkdir(parents=True)
-  (refused / rundir.CONFIG).write_text("train.seed = 99\n")  # another run's workdir
+  (refused / rundir.CONFIG).write_text("run.seed = 99\n")  # another run's workdir
 
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
   proc = subprocess.Popen([sys.executable, "-m", "launch.sweep", *args], cwd=REPO, env=env,
@@ -236,7 +240,7 @@ def test_sweep_runs_in_parallel_reports_failures_and_resumes_a_killed_run(tiny_i
       pid = _pid_of_run(str(victim))
       if pid:
         os.kill(pid, signal.SIGKILL)
-        killed_at = len(rundir.read_results(str(victim)))
+        killed_at = len(rundir.read_results(str(victim)).records)
         break
     time.sleep(0.01)
   out, _ = proc.communicate(timeout=300)
@@ -247,8 +251,8 @@ def test_sweep_runs_in_parallel_reports_failures_and_resumes_a_killed_run(tiny_i
   assert "FAILED critic_separable-nce-seed0 (exit 2)" in out
   assert "different configuration" in out  # the run's own error line, from its log
   assert "done   critic_bilinear-nwj-seed0" in out  # the others went on
-  assert sweep_lib.run_status(str(other)) == sweep_lib.FINISHED
-  assert sweep_lib.run_status(str(victim)) == sweep_lib.INTERRUPTED
+  assert rundir.run_status(str(other)) == rundir.FINISHED
+  assert rundir.run_status(str(victim)) == rundir.INTERRUPTED
   other_results = (other / rundir.RESULTS).read_bytes()
   other_mtime = os.path.getmtime(other / rundir.EMBEDDINGS)
   assert json.load(open(folder / "sweep.json"))["sweep"] == "critic_study"
@@ -260,14 +264,15 @@ def test_sweep_runs_in_parallel_reports_failures_and_resumes_a_killed_run(tiny_i
   assert "critic_bilinear-nwj-seed0" not in again.stdout  # finished: not started again
   assert "FAILED critic_separable-nce-seed0 (exit 2)" in again.stdout
   # Exactly the missing work: every evaluation once, the finished run untouched.
-  assert _steps(victim) == [0, 100, 200, 300, 400, 500, 600]
-  assert sweep_lib.run_status(str(victim)) == sweep_lib.FINISHED
+  assert _steps(victim) == [0, 50, 100, 150, 200, 250, 300]
+  assert rundir.run_status(str(victim)) == rundir.FINISHED
   log = (folder / "logs" / "critic_bilinear-nce-seed0.log").read_text()
   assert log.count("=== ") == 2 and "Resumed" in log
   assert (other / rundir.RESULTS).read_bytes() == other_results
   assert os.path.getmtime(other / rundir.EMBEDDINGS) == other_mtime
 
 
+@pytest.mark.slow
 def test_sweep_on_a_local_ray_instance(tiny_idx_dir, tmp_path):
   pytest.importorskip("ray")
   folder = tmp_path / "ray_sweep"
@@ -278,9 +283,48 @@ def test_sweep_on_a_local_ray_instance(tiny_idx_dir, tmp_path):
   assert "Ray: 2 CPUs" in result.stdout
   for name in ("critic_bilinear-nce-seed0", "critic_bilinear-nwj-seed0"):
     assert f"done   {name}" in result.stdout and "[ray]" in result.stdout
-    assert sweep_lib.run_status(str(folder / name)) == sweep_lib.FINISHED
+    assert rundir.run_status(str(folder / name)) == rundir.FINISHED
     assert _steps(folder / name) == [0, 10, 20]
     emb = rundir.read_embeddings(str(folder / name))
     assert np.all(np.isfinite(emb["test_embeddings"]))
   again = sweep_cli(args)  # resumable on Ray too: nothing left to do
   assert again.returncode == 0 and "2 already finished, 0 to run" in again.stdout
+
+
+def test_a_run_dies_with_its_sweep(tmp_path):
+  """A sweep killed with SIGKILL cannot stop its runs itself: each run is started so that
+  the kernel sends it SIGTERM when the sweep dies (no orphan left training)."""
+  script = tmp_path / "parent.py"
+  script.write_text(
+      "import subprocess, sys, time\n"
+      f"sys.path.insert(0, {REPO!r})\n"
+      "from launch import execute\n"
+      "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],\n"
+      "                         preexec_fn=execute._die_with_parent)\n"
+      "print(child.pid, flush=True)\n"
+      "time.sleep(60)\n")
+  parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+  child = int(parent.stdout.readline())
+  parent.send_signal(signal.SIGKILL)
+  parent.wait()
+  deadline = time.time() + 10
+  while time.time() < deadline:
+    try:
+      with open(f"/proc/{child}/stat") as f:
+        if f.read().split(") ")[1].startswith("Z"):
+          break  # ended (a zombie until PID 1 reaps it)
+    except FileNotFoundError:
+      break
+    time.sleep(0.05)
+  else:
+    os.kill(child, signal.SIGKILL)
+    pytest.fail("the run outlived its sweep")
+
+
+def test_estimators_flag_sweeps_registered_estimators():
+  runs = sweep_lib.study("critic_study", 1, estimators=["nce", "nwj", "dv"])
+  assert {r.name.split("-")[1] for r in runs} == {"nce", "nwj", "dv"}
+  with pytest.raises(sweep_lib.ConfigError, match="--estimators='nope'"):
+    sweep_lib.study("critic_study", 1, estimators=["nope"])
+  with pytest.raises(sweep_lib.ConfigError, match="does not sweep estimators"):
+    sweep_lib.study("adversarial", 1, estimators=["nce"])

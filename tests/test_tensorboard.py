@@ -24,9 +24,10 @@ RUNS = ("critic_bilinear-nce-seed0", "critic_bilinear-nce-seed1")
 
 
 def tiny(data_dir, seed):
-  return [f"dataset.name='mnist'", f"dataset.data_dir={data_dir!r}", "train.num_steps=20",
-          "train.eval_every=10", "train.batch_size=16", "train.eval_chunk_size=64",
-          "train.steps_per_loop=5", f"train.seed={seed}"]
+  return [f"dataset.name='mnist'", f"dataset.data_dir={data_dir!r}", "run.num_steps=20",
+          "run.eval_every=10", "train.batch_size=16",
+          "run.steps_per_loop=5", f"run.seed={seed}", "mlp.hidden_units=[32]",
+          "run.jit_compile=False"]
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,7 @@ def test_tensorboard_serves_the_runs_scalars_and_hparams(sweep_folder, tensorboa
   tags = get(f"{tensorboard}/data/plugin/scalars/tags")
   for name in RUNS:
     assert {"train_loss", "test_bound", "accuracy"} <= set(tags[f"{name}/tensorboard"])
-    records = rundir.read_results(str(sweep_folder / name))
+    records = rundir.read_results(str(sweep_folder / name)).records
     for tag in ("test_bound", "accuracy", "train_loss"):
       query = urllib.parse.urlencode({"run": f"{name}/tensorboard", "tag": tag})
       points = get(f"{tensorboard}/data/plugin/scalars/scalars?{query}")
@@ -97,12 +98,12 @@ def test_tensorboard_serves_the_runs_scalars_and_hparams(sweep_folder, tensorboa
 
   experiment = get(f"{tensorboard}/data/plugin/hparams/experiment", {"experimentName": ""})
   infos = {info["name"]: info for info in experiment["hparamInfos"]}
-  for key in ("train.encoder", "train.critic", "train.estimator", "train.seed",
+  for key in ("train.encoder", "train.critic", "train.estimator", "run.seed",
               "train.learning_rate", "dataset.name"):
     assert key in infos, sorted(infos)
   assert infos["train.critic"]["domainDiscrete"] == ["bilinear"]
-  assert infos["train.seed"]["domainInterval"] == {"minValue": 0.0, "maxValue": 1.0}
-  assert infos["train.seed"]["differs"] and not infos["train.critic"]["differs"]
+  assert infos["run.seed"]["domainInterval"] == {"minValue": 0.0, "maxValue": 1.0}
+  assert infos["run.seed"]["differs"] and not infos["train.critic"]["differs"]
   assert "dataset.data_dir" not in infos  # where the data lives is not a hyperparameter
   metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
   assert {"accuracy", "test_bound"} <= metrics
@@ -110,6 +111,6 @@ def test_tensorboard_serves_the_runs_scalars_and_hparams(sweep_folder, tensorboa
   groups = get(f"{tensorboard}/data/plugin/hparams/session_groups", {
       "experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS",
                                                 "STATUS_FAILURE", "STATUS_RUNNING"],
-      "colParams": [{"hparam": "train.seed"}], "startIndex": 0, "sliceSize": 10})
-  seeds = sorted(g["hparams"]["train.seed"] for g in groups["sessionGroups"])
+      "colParams": [{"hparam": "run.seed"}], "startIndex": 0, "sliceSize": 10})
+  seeds = sorted(g["hparams"]["run.seed"] for g in groups["sessionGroups"])
   assert seeds == [0, 1]

@@ -1,4 +1,6 @@
-"""End-to-end runs of a tiny configuration: outputs, resuming, determinism and errors."""
+"""End-to-end runs of a tiny configuration: outputs, resuming, determinism, and the run
+directory's guarantees under faults (kills, torn and corrupted files, concurrent starts,
+deleted configs, damaged checkpoints, Ctrl-C). In process, except the command line itself."""
 
 import json
 import os
@@ -12,7 +14,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from mi_repr_tf import experiments
 from mi_repr_tf import rundir
+from mi_repr_tf import runner
 from mi_repr_tf import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,11 +27,13 @@ def tiny(data_dir, num_steps=20, eval_every=10, **extra):
   bindings = {
       "dataset.name": "'mnist'",
       "dataset.data_dir": repr(data_dir),
-      "train.num_steps": num_steps,
-      "train.eval_every": eval_every,
+      "run.num_steps": num_steps,
+      "run.eval_every": eval_every,
       "train.batch_size": 16,
-      "train.eval_chunk_size": 64,
-      "train.steps_per_loop": 5,
+      "run.steps_per_loop": 5,
+      "mlp.hidden_units": [32],
+      "mlp.dim": 16,
+      "run.jit_compile": False,  # XLA is tested by the command-line run; compiling is slow
   }
   bindings.update(extra)
   return [f"{k}={v}" for k, v in bindings.items()]
@@ -47,6 +53,21 @@ def steps(records):
   return [r["step"] for r in records]
 
 
+def _run(workdir, bindings, async_probe=True):
+  return train.run([GIN], bindings, str(workdir), async_probe=async_probe)[1]
+
+
+def _same_results(a, b):
+  assert steps(a) == steps(b)
+  for x, y in zip(a, b):
+    for key in ("train_loss", "test_bound", "notebook_bound", "accuracy"):
+      assert x[key] == y[key], (x["step"], key)
+
+
+def _results(workdir):
+  return rundir.read_results(str(workdir)).records
+
+
 def _scalar_tags(event_dir):
   tags = {}
   for name in os.listdir(event_dir):
@@ -58,20 +79,21 @@ def _scalar_tags(event_dir):
 
 def test_command_line_run_writes_every_output(tiny_idx_dir, tmp_path):
   workdir = tmp_path / "run"
-  result = cli(gin_args(tiny(tiny_idx_dir)) + [f"--workdir={workdir}"], cwd=tmp_path)
+  bindings = tiny(tiny_idx_dir, **{"run.jit_compile": True})
+  result = cli(gin_args(bindings) + [f"--workdir={workdir}"], cwd=tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "eval step 20" in result.stderr and "steps/s" in result.stderr
 
   config = (workdir / "operative_config.gin").read_text()
-  assert "train.critic = 'bilinear'" in config and "train.num_steps = 20" in config
-  assert "dataset.data_dir" in config
+  assert "train.critic = 'bilinear'" in config and "run.num_steps = 20" in config
+  assert "run.experiment_id = 'E4'" in config and "dataset.data_dir" in config
 
-  records = [json.loads(line) for line in (workdir / "results.jsonl").read_text().splitlines()]
+  records = _results(workdir)
   assert steps(records) == [0, 10, 20]
   for r in records:
-    assert {"step", "train_loss", "test_bound", "accuracy"} <= set(r)
+    assert {"step", "train_loss", "test_bound", "notebook_bound", "accuracy"} <= set(r)
     assert 0.0 <= r["accuracy"] <= 1.0
-    assert r["test_bound"] <= np.log(64) + 1e-5  # InfoNCE over chunks of <= 64
+    assert r["test_bound"] <= np.log(16) + 1e-5  # InfoNCE on test batches of K = 16
   assert records[-1]["test_bound"] > records[0]["test_bound"]  # training raised the bound
 
   tags = _scalar_tags(str(workdir / "tensorboard"))
@@ -80,40 +102,37 @@ def test_command_line_run_writes_every_output(tiny_idx_dir, tmp_path):
   assert tags["operative_config"] == [0]
 
   emb = rundir.read_embeddings(str(workdir))  # allow_pickle=False
-  assert emb["train_embeddings"].shape == (512, 100) and emb["test_embeddings"].shape == (256, 100)
+  assert emb["train_embeddings"].shape == (512, 16) and emb["test_embeddings"].shape == (256, 16)
   np.testing.assert_array_equal(emb["test_labels"], np.arange(256) % 10)
   assert json.loads((workdir / "baseline.json").read_text())["pixel_accuracy"] > 0.5
+  assert json.loads((workdir / "dataset.json").read_text())["name"] == "mnist"
   assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith("ckpt-20")
+  assert rundir.run_status(str(workdir)) == rundir.FINISHED
 
-  # The same command again: the finished run is not trained again.
+  # The same run again: the finished run is not trained again.
   before = (workdir / "results.jsonl").read_text()
-  again = cli(gin_args(tiny(tiny_idx_dir)) + [f"--workdir={workdir}"], cwd=tmp_path)
-  assert again.returncode == 0 and "already finished" in again.stderr
+  assert _run(workdir, bindings) == records
   assert (workdir / "results.jsonl").read_text() == before
-
-
-def _run(workdir, bindings, async_probe=True):
-  return train.run([GIN], bindings, str(workdir), async_probe=async_probe)[1]
-
-
-def _same_results(a, b):
-  assert steps(a) == steps(b)
-  for x, y in zip(a, b):
-    for key in ("train_loss", "test_bound", "accuracy"):
-      assert x[key] == y[key], (x["step"], key)
 
 
 @pytest.fixture(scope="module")
 def reference(tiny_idx_dir, tmp_path_factory):
-  """An uninterrupted run of 600 steps, evaluated every 100."""
+  """An uninterrupted run of 60 steps, evaluated every 10."""
   workdir = tmp_path_factory.mktemp("reference") / "run"
-  _run(workdir, tiny(tiny_idx_dir, 600, 100))
-  return workdir, rundir.read_results(str(workdir))
+  _run(workdir, tiny(tiny_idx_dir, 60, 10))
+  return workdir, _results(workdir)
+
+
+def _copy(reference, tmp_path):
+  ref_dir, ref = reference
+  workdir = tmp_path / "run"
+  shutil.copytree(ref_dir, workdir)
+  return workdir, ref
 
 
 def test_same_seed_same_run_other_seed_other_run(tiny_idx_dir, tmp_path, reference):
   ref_dir, ref = reference
-  again = _run(tmp_path / "again", tiny(tiny_idx_dir, 600, 100))
+  again = _run(tmp_path / "again", tiny(tiny_idx_dir, 60, 10))
   _same_results(ref, again)
   a = tf.train.load_checkpoint(str(ref_dir / "checkpoints"))
   b = tf.train.load_checkpoint(str(tmp_path / "again" / "checkpoints"))
@@ -121,110 +140,241 @@ def test_same_seed_same_run_other_seed_other_run(tiny_idx_dir, tmp_path, referen
            if "VARIABLE_VALUE" in n]
   for name in names:
     np.testing.assert_array_equal(a.get_tensor(name), b.get_tensor(name))
-  other = _run(tmp_path / "other", tiny(tiny_idx_dir, 600, 100, **{"train.seed": 1}))
+  other = _run(tmp_path / "other", tiny(tiny_idx_dir, 60, 10, **{"run.seed": 1}))
   assert other[-1]["test_bound"] != ref[-1]["test_bound"]
 
 
 def test_killed_run_resumes_without_losing_or_repeating_evaluations(tiny_idx_dir, tmp_path,
                                                                     reference):
+  """A real SIGKILL of the command line mid-run, then a resume in process."""
   _, ref = reference
   workdir = tmp_path / "run"
-  args = gin_args(tiny(tiny_idx_dir, 600, 100)) + [f"--workdir={workdir}"]
+  args = gin_args(tiny(tiny_idx_dir, 60, 10)) + [f"--workdir={workdir}"]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  proc = subprocess.Popen([sys.executable, "-m", "mi_repr_tf.train", *args], cwd=tmp_path,
-                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen([sys.executable, "-m", "mi_repr_tf.train", "--log_every_secs=0",
+                           *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
   results = workdir / "results.jsonl"
   deadline = time.time() + 240
   while time.time() < deadline and proc.poll() is None:
-    if results.exists() and len(results.read_text().splitlines()) >= 3:
+    if results.exists() and len(results.read_text().splitlines()) >= 2:
       break
     time.sleep(0.01)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  killed = rundir.read_results(str(workdir))
-  assert 3 <= len(killed) < 7, "the run must be killed mid-way"
-  assert not (workdir / "embeddings.npz").exists()
+  killed = _results(workdir)
+  assert 2 <= len(killed) < 7, "the run must be killed mid-way"
   with open(results, "a") as f:
-    f.write('{"step": 700, "train_lo')  # a torn last line, as a kill during a write leaves
-
-  resumed = cli(args, cwd=tmp_path)
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert "Resumed" in resumed.stderr
-  final = rundir.read_results(str(workdir))
-  _same_results(ref, final)  # every evaluation exactly once, equal to the uninterrupted run
+    f.write('{"step": 70, "train_lo')  # a torn last line, as a kill during a write leaves
+  _same_results(ref, _run(workdir, tiny(tiny_idx_dir, 60, 10)))
 
 
-def _drop_last_checkpoint(workdir):
-  """The state of a run killed before its final checkpoint (ckpt-600) was written."""
+def _drop_checkpoints_after(workdir, step):
   ckpt_dir = workdir / "checkpoints"
-  for path in ckpt_dir.glob("ckpt-600.*"):
-    path.unlink()
-  tf.compat.v1.train.update_checkpoint_state(
-      str(ckpt_dir), str(ckpt_dir / "ckpt-500"),
-      all_model_checkpoint_paths=[str(ckpt_dir / "ckpt-400"), str(ckpt_dir / "ckpt-500")])
+  kept = []
+  for index in sorted(ckpt_dir.glob("ckpt-*.index")):
+    s = int(index.name[5:-6])
+    if s > step:
+      for path in ckpt_dir.glob(f"ckpt-{s}.*"):
+        path.unlink()
+    else:
+      kept.append(str(ckpt_dir / f"ckpt-{s}"))
+  tf.compat.v1.train.update_checkpoint_state(str(ckpt_dir), kept[-1],
+                                             all_model_checkpoint_paths=kept)
+
+
+def _truncate_results(workdir, records):
+  with open(workdir / "results.jsonl", "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in records)
 
 
 @pytest.mark.parametrize("window", ["before_results", "before_embeddings", "before_checkpoint",
                                     "probe_in_flight"])
 def test_recovers_each_kill_window(tiny_idx_dir, tmp_path, reference, window):
-  """With the probe in the foreground a run writes, at its last evaluation, the results line,
-  then embeddings.npz, then the checkpoint. With the probe in the background it writes the
-  probe's inputs to pending/, then the checkpoint, then (when the probe is done) the results
-  line and embeddings.npz."""
-  ref_dir, ref = reference
-  workdir = tmp_path / "run"
-  shutil.copytree(ref_dir, workdir)
+  """Foreground probe, last evaluation: embeddings.npz, then the results line, then the
+  checkpoint. Background probe: pending/ inputs, the checkpoint, then (probe done)
+  embeddings.npz and the results line."""
+  workdir, ref = _copy(reference, tmp_path)
   if window != "probe_in_flight":
-    _drop_last_checkpoint(workdir)
+    _drop_checkpoints_after(workdir, 50)
   if window in ("before_results", "before_embeddings", "probe_in_flight"):
     (workdir / "embeddings.npz").unlink()
-  if window in ("before_results", "probe_in_flight"):
-    rundir.truncate_results(str(workdir), ref[:-1])
+  if window in ("before_results", "before_embeddings", "probe_in_flight"):
+    _truncate_results(workdir, ref[:-1])
   if window == "probe_in_flight":
     record = {k: v for k, v in ref[-1].items() if k != "accuracy"}
-    rundir.write_pending(str(workdir), 600, record, {}, rundir.read_embeddings(str(ref_dir)))
-  results = _run(workdir, tiny(tiny_idx_dir, 600, 100),
-                 async_probe=window == "probe_in_flight")
+    rundir.write_pending(str(workdir), 60, record, {},
+                         rundir.read_embeddings(str(reference[0])))
+  results = _run(workdir, tiny(tiny_idx_dir, 60, 10), async_probe=window == "probe_in_flight")
   _same_results(ref, results)
-  assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith("ckpt-600")
+  assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith("ckpt-60")
   assert not list(workdir.glob("pending/step-*"))
-  ref_emb = rundir.read_embeddings(str(ref_dir))
+  ref_emb = rundir.read_embeddings(str(reference[0]))
   new_emb = rundir.read_embeddings(str(workdir))
   for key in ref_emb:
     np.testing.assert_array_equal(ref_emb[key], new_emb[key])
 
 
+@pytest.mark.parametrize("damage", ["torn_last_line", "corrupt_middle_line", "not_an_object"])
+def test_damaged_results_are_redone_not_lost(tiny_idx_dir, tmp_path, reference, damage):
+  """The checkpoints are past the damaged evaluation: it is evaluated again from the
+  checkpoint before it, and the valid lines after a corrupted one are kept."""
+  workdir, ref = _copy(reference, tmp_path)
+  lines = (workdir / "results.jsonl").read_text().splitlines(keepends=True)
+  if damage == "torn_last_line":  # step 60's line torn: the checkpoint of 60 exists
+    lines[-1] = lines[-1][:-20]
+  elif damage == "corrupt_middle_line":
+    lines[-2] = "{garbage\n"  # step 50's line; the checkpoint of step 40 is kept
+  else:
+    lines[-2] = "[1, 2]\n"
+  (workdir / "results.jsonl").write_text("".join(lines))
+  _same_results(ref, _run(workdir, tiny(tiny_idx_dir, 60, 10)))
+  assert list(workdir.glob("results.jsonl.damaged-*"))  # the original is kept
+
+
+def test_lost_evaluation_without_its_checkpoint_is_refused(tiny_idx_dir, tmp_path, reference):
+  workdir, ref = _copy(reference, tmp_path)
+  _truncate_results(workdir, [r for r in ref if r["step"] != 20])  # ckpt-10 is long gone
+  with pytest.raises(rundir.RunDirError, match="step 20"):
+    _run(workdir, tiny(tiny_idx_dir, 60, 10))
+
+
+@pytest.mark.parametrize("damage", ["flipped_bytes", "empty_index"])
+def test_damaged_latest_checkpoint_falls_back_to_the_previous(tiny_idx_dir, tmp_path,
+                                                              reference, damage):
+  workdir, ref = _copy(reference, tmp_path)
+  _truncate_results(workdir, ref[:-1])
+  (workdir / "embeddings.npz").unlink()
+  ckpt = workdir / "checkpoints"
+  if damage == "flipped_bytes":
+    data_file = next(ckpt.glob("ckpt-60.data-*"))
+    data = bytearray(data_file.read_bytes())
+    data[100:164] = bytes(255 - b for b in data[100:164])
+    data_file.write_bytes(bytes(data))
+  else:
+    (ckpt / "ckpt-60.index").write_bytes(b"")
+  _same_results(ref, _run(workdir, tiny(tiny_idx_dir, 60, 10)))
+
+
+def test_busy_workdir_is_refused_naming_the_holder(tiny_idx_dir, tmp_path, reference):
+  workdir, ref = _copy(reference, tmp_path)
+  holder = subprocess.Popen([sys.executable, "-c", (
+      "import sys, time; from mi_repr_tf import rundir; rundir.Lock(sys.argv[1]).acquire(); "
+      "print('locked', flush=True); time.sleep(60)"), str(workdir)], stdout=subprocess.PIPE,
+                            text=True)
+  try:
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(rundir.WorkdirBusy, match=f"process {holder.pid}"):
+      _run(workdir, tiny(tiny_idx_dir, 60, 10))
+  finally:
+    holder.kill()
+    holder.wait()
+  assert _results(workdir) == ref  # untouched
+
+
+def test_deleted_config_cannot_bypass_the_configuration_check(tiny_idx_dir, tmp_path,
+                                                              reference):
+  workdir, ref = _copy(reference, tmp_path)
+  (workdir / "operative_config.gin").unlink()
+  with pytest.raises(rundir.RunDirError, match="operative_config.gin"):
+    _run(workdir, tiny(tiny_idx_dir, 60, 10, **{"train.learning_rate": 1e-2}))
+  assert not (workdir / "operative_config.gin").exists()
+  assert _results(workdir) == ref
+
+
 def test_workdir_of_another_configuration_is_refused(tiny_idx_dir, tmp_path, reference):
-  ref_dir, _ = reference
-  workdir = tmp_path / "copy"
-  shutil.copytree(ref_dir, workdir)
-  with pytest.raises(train.ConfigError, match=r"different configuration(?s:.*)train.seed = 5"):
-    _run(workdir, tiny(tiny_idx_dir, 600, 100, **{"train.seed": 5}))
+  workdir, _ = _copy(reference, tmp_path)
+  with pytest.raises(train.ConfigError, match=r"different configuration(?s:.*)run.seed = 5"):
+    _run(workdir, tiny(tiny_idx_dir, 60, 10, **{"run.seed": 5}))
 
 
-@pytest.mark.parametrize("extra,named", [
-    (["--gin_param=train.nope=1"], "nope"),
-    (["--gin_param=train.estimator='foo'"], "train.estimator='foo'"),
-    (["--gin_param=train.critic='mlp'"], "train.critic='mlp'"),
-    (["--gin_param=dataset.name='bar'"], "dataset.name='bar'"),
-    (["--gin_param=dataset.data_dir='/no/such/dir'"], "/no/such/dir"),
-    (["--gin_file=gin/no_such_file.gin"], "no_such_file.gin"),
-    (["--gin_param=train.seed="], "train.seed"),
-    (["--gin_param=train.batch_size=1"], "train.batch_size=1"),
-    (["--gin_param=distribute.strategy='tpu'"], "distribute.strategy='tpu'"),
-    (["--gin_param=distribute.strategy='multi_worker'"], "TF_CONFIG"),
-    (["--gin_param=distribute.strategy='mirrored'", "--gin_param=distribute.cpu_devices=2",
-      "--gin_param=train.batch_size=15"], "train.batch_size=15"),
-])
-def test_bad_input_is_one_clear_error(tiny_idx_dir, tmp_path, extra, named):
+def test_ctrl_c_stops_cleanly_and_the_run_resumes(tiny_idx_dir, tmp_path, reference,
+                                                  monkeypatch):
+  _, ref = reference
   workdir = tmp_path / "run"
-  result = cli(gin_args(tiny(tiny_idx_dir, 2, 1)) + extra + [f"--workdir={workdir}"],
-               cwd=tmp_path)
+  original = experiments.two_view.TwoView.train
+
+  def interrupted(self, step, n):
+    if step == 30:
+      raise KeyboardInterrupt
+    return original(self, step, n)
+
+  monkeypatch.setattr(experiments.two_view.TwoView, "train", interrupted)
+  with pytest.raises(runner.Interrupted, match="Run the same command again"):
+    _run(workdir, tiny(tiny_idx_dir, 60, 10))
+  monkeypatch.setattr(experiments.two_view.TwoView, "train", original)
+  assert steps(_results(workdir))[-1] <= 30
+  _same_results(ref, _run(workdir, tiny(tiny_idx_dir, 60, 10)))
+
+
+BAD_INPUTS = [
+    (["train.nope=1"], "nope"),
+    (["train.estimator='foo'"], "train.estimator='foo'"),
+    (["train.critic='mlp'"], "train.critic='mlp'"),
+    (["dataset.name='bar'"], "dataset.name='bar'"),
+    (["dataset.data_dir='/no/such/dir'"], "/no/such/dir"),
+    (["run.seed="], "run.seed"),
+    (["run.seed='abc'"], "run.seed='abc'"),
+    (["run.seed=-1"], "run.seed=-1"),
+    (["run.num_steps=True"], "run.num_steps=True"),
+    (["dataset.noise_std='x'"], "dataset.noise_std"),
+    (["dataset.noise_std=1e999"], "dataset.noise_std"),
+    (["train.learning_rate=(1e-4"], "train.learning_rate"),
+    (["train.batch_size=1"], "train.batch_size=1"),
+    (["train.batch_size=100000"], "train.batch_size=100000"),
+    (["distribute.strategy='tpu'"], "distribute.strategy='tpu'"),
+    (["distribute.strategy='multi_worker'"], "TF_CONFIG"),
+    (["distribute.strategy='mirrored'", "distribute.cpu_devices=2", "train.batch_size=15"],
+     "train.batch_size=15"),
+]
+
+
+@pytest.mark.parametrize("extra,named", BAD_INPUTS)
+def test_bad_input_is_one_clear_error_and_leaves_nothing(tiny_idx_dir, tmp_path, extra, named):
+  workdir = tmp_path / "run"
+  t0 = time.perf_counter()
+  with pytest.raises(train.ConfigError) as error:
+    _run(workdir, tiny(tiny_idx_dir, 2, 1) + extra)
+  assert named in train._message(error.value)
+  assert time.perf_counter() - t0 < 20  # refused before any training or probe
+  assert not workdir.exists()
+
+
+def test_bad_workdirs_are_one_clear_error(tiny_idx_dir, tmp_path):
+  a_file = tmp_path / "file"
+  a_file.write_text("x")
+  with pytest.raises(train.ConfigError, match="is a file"):
+    _run(a_file, tiny(tiny_idx_dir, 2, 1))
+  read_only = tmp_path / "ro"
+  read_only.mkdir()
+  read_only.chmod(0o500)
+  try:
+    if os.access(read_only, os.W_OK):
+      pytest.skip("running as a user who can write anywhere (root)")
+    with pytest.raises(train.ConfigError, match="cannot be created|not writable"):
+      _run(read_only / "run", tiny(tiny_idx_dir, 2, 1))
+  finally:
+    read_only.chmod(0o700)
+
+
+def test_command_line_error_is_one_line_and_exit_2(tiny_idx_dir, tmp_path):
+  """One command-line case per kind of failure: a bad binding (the others run in process)."""
+  workdir = tmp_path / "run"
+  result = cli(gin_args(tiny(tiny_idx_dir, 2, 1)) + ["--gin_param=train.estimator='foo'",
+                                                      f"--workdir={workdir}"], cwd=tmp_path)
   assert result.returncode == 2
   errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-  assert len(errors) == 1 and named in result.stderr, result.stderr[-2000:]
+  assert len(errors) == 1 and "train.estimator='foo'" in errors[0], result.stderr[-2000:]
   assert "Traceback" not in result.stderr
   assert not workdir.exists()
+
+
+def test_gin_file_imports_are_refused_outside_the_project(tiny_idx_dir, tmp_path):
+  evil = tmp_path / "evil.gin"
+  evil.write_text("import os\nrun.seed = 1\n")
+  with pytest.raises(train.ConfigError, match="allow_gin_imports"):
+    train.run([GIN, str(evil)], tiny(tiny_idx_dir, 2, 1), str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tiny_idx_dir,
@@ -232,9 +382,8 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tiny_
   workdir = tmp_path / "run"
   bindings = tiny(tiny_idx_dir, 20, 10, **{"train.learning_rate": 1e12,
                                            "train.estimator": "'nwj'"})
-  result = cli(gin_args(bindings) + [f"--workdir={workdir}"], cwd=tmp_path)
-  assert result.returncode == 2
-  assert "error: non-finite training loss" in result.stderr and "at step " in result.stderr
-  assert steps(rundir.read_results(str(workdir))) == [0]
+  with pytest.raises(train.NonFiniteLossError, match="at step "):
+    _run(workdir, bindings)
+  assert steps(_results(workdir)) == [0]
   assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith("ckpt-0")
   assert not (workdir / "embeddings.npz").exists()
