@@ -212,6 +212,12 @@ STUDIES = {
     # E7, Appendix G: the E4 and E5 studies on CIFAR10 halves (lr 1e-5, 3x the steps).
     "critic_study_cifar10": Study("E7", "Figure 8", _critic_study(_cifar10(CRITIC_GIN))),
     "target_study_cifar10": Study("E7", "Figure 9", _target_study(_cifar10(TARGET_GIN))),
+    # Poole et al. 2019 / Song & Ermon 2020: the staircase benchmark, Gaussian and cubic.
+    "staircase": Study("staircase", "Staircase figure", lambda seeds, estimators=(
+        "nce", "nwj", "tuba", "dv", "mine", "js", "smile", "interpolated"): product([
+            sweep(GIN_FILE, ("gin/staircase_gaussian.gin", "gin/staircase_cubic.gin")),
+            sweep("staircase.estimator", estimators),
+            sweep("staircase.critic", ("separable", "concat")), sweep(SEED, seeds)])),
 }
 
 

@@ -1,0 +1,146 @@
+r"""Bias, variance and MSE of the staircase runs (Poole et al. 2019; Song & Ermon 2020).
+
+    python -m launch.staircase_table RUNS_FOLDER
+
+Reads every run directory below RUNS_FOLDER whose run.experiment is 'staircase' (through
+`mi_repr_tf.rundir`; no TensorFlow) and prints one markdown row per (variant, estimator,
+critic, stage): the per-step training-batch estimates (`step_estimates`) of the second half
+of the stage, once the critic has had half a stage to adapt, pooled over seeds, against the
+stage's true MI (`stage_true_mi`, recorded at the stage end):
+
+    bias = mean(e) - I,   variance = mean((e - mean(e))^2),   MSE = mean((e - I)^2)
+                                                                  = bias^2 + variance.
+"""
+
+import collections
+import os
+import sys
+
+import numpy as np
+
+from mi_repr_tf import rundir
+
+COLUMNS = ("variant", "estimator", "critic", "stage", "true MI", "bias", "variance", "MSE", "n")
+
+
+def variant(config):
+  """'cubic' or 'gaussian': which staircase a run's bindings describe."""
+  return "cubic" if config.get("staircase.cubic") else "gaussian"
+
+
+def second_half_estimates(records, steps_per_stage):
+  """{stage: [estimates of the steps in the second half of that stage]} of one run.
+
+  A record at step s with n `step_estimates` holds those of training steps s - n + 1 .. s;
+  step t (1-based) belongs to stage (t - 1) // steps_per_stage at position (t - 1) %
+  steps_per_stage, and is kept if 2 * position >= steps_per_stage.
+  """
+  by_stage = collections.defaultdict(list)
+  for record in records:
+    values = record.get("step_estimates") or []
+    first = record["step"] - len(values) + 1
+    for t, value in enumerate(values, start=first):
+      stage, position = divmod(t - 1, steps_per_stage)
+      if 2 * position >= steps_per_stage:
+        by_stage[stage].append(float(value))
+  return dict(by_stage)
+
+
+def stage_true_mi(records):
+  """{stage: true MI in nats} from the records at the stage ends."""
+  return {r["stage"]: float(r["stage_true_mi"]) for r in records if "stage" in r}
+
+
+def differing_settings(runs):
+  """The bindings, other than seeds, execution settings and the table's own columns, whose
+  values differ between `runs` (runs that differ in them must not be pooled)."""
+  own = {"staircase.estimator", "staircase.critic", "staircase.cubic"}
+  keys = {k for config, _ in runs for k in config
+          if k not in own and not rundir.is_seed(k) and not rundir.is_execution_setting(k)}
+  return sorted(k for k in keys if len({repr(c.get(k)) for c, _ in runs}) > 1)
+
+
+def pool(runs):
+  """{(variant, estimator, critic, stage): (true MI, [e] pooled over seeds)} of (config,
+  records) pairs; a stage without its stage-end record is left out."""
+  pooled = {}
+  for config, records in runs:
+    truth = stage_true_mi(records)
+    halves = second_half_estimates(records, config["staircase.steps_per_stage"])
+    for stage, values in halves.items():
+      if stage not in truth:
+        continue
+      key = (variant(config), config.get("staircase.estimator"),
+             config.get("staircase.critic"), stage)
+      mi, pooled_values = pooled.setdefault(key, (truth[stage], []))
+      if mi != truth[stage]:
+        raise ValueError(f"runs of {key} disagree on the true MI: {mi} and {truth[stage]}")
+      pooled_values.extend(values)
+  return pooled
+
+
+def statistics(true_mi, values):
+  """(bias, variance, MSE) of estimates `values` of `true_mi` (variance with ddof 0)."""
+  values = np.asarray(values, np.float64)
+  return (float(values.mean() - true_mi), float(values.var()),
+          float(np.mean((values - true_mi) ** 2)))
+
+
+def rows(pooled):
+  """Table rows, sorted by variant, estimator, critic and stage."""
+  out = []
+  for key in sorted(pooled, key=lambda k: tuple(str(p) for p in k[:3]) + (k[3],)):
+    true_mi, values = pooled[key]
+    out.append(key + (true_mi,) + statistics(true_mi, values) + (len(values),))
+  return out
+
+
+def markdown(table_rows):
+  """A markdown table of `rows` output."""
+  lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+  for row in table_rows:
+    cells = [str(c) if isinstance(c, (str, int)) else f"{c:.3f}" for c in row]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def find_runs(folder):
+  """(config, records) of every staircase run directory below `folder` (an unreadable
+  config is named on stderr and skipped)."""
+  runs = []
+  for directory, _, files in sorted(os.walk(folder)):
+    if rundir.RESULTS not in files:
+      continue
+    try:
+      config = rundir.read_config(directory)
+    except rundir.RunDirError as e:
+      print(f"skipped: {e}", file=sys.stderr)
+      continue
+    if config.get("run.experiment") != "staircase":
+      continue
+    if not isinstance(config.get("staircase.steps_per_stage"), int):
+      print(f"skipped: {directory} has no staircase.steps_per_stage", file=sys.stderr)
+      continue
+    runs.append((config, rundir.read_results(directory).records))
+  return runs
+
+
+def main(argv):
+  if len(argv) != 2 or not os.path.isdir(argv[1]):
+    print("usage: python -m launch.staircase_table RUNS_FOLDER", file=sys.stderr)
+    return 2
+  runs = find_runs(argv[1])
+  if not runs:
+    print(f"no staircase runs below {argv[1]}", file=sys.stderr)
+    return 1
+  differing = differing_settings(runs)
+  if differing:
+    print(f"error: the staircase runs below {argv[1]} differ in {', '.join(differing)}; "
+          "point at a folder of one study", file=sys.stderr)
+    return 2
+  print(markdown(rows(pool(runs))))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv))
