@@ -11,8 +11,7 @@ pipelines whose content is a pure function of (seed, step): the batch of trainin
 is the same whether a run started at step 0 or resumed at step `s`.
 
 Coupled noise (Section 3.1, Figure 2): one vector n ~ N(0, noise_std^2) per example is added
-to both halves, x_top + n and x_bottom + n. Values then leave [0, 1] slightly; they are not
-clipped.
+to both halves, x_top + n and x_bottom + n (not clipped to [0, 1]).
 
 Where the images come from (`resolve_dataset_name`, decided without loading them): a given
 `dataset.data_dir` must hold the data (IDX files, CIFAR10's binary version or a prepared tfds
@@ -233,9 +232,8 @@ _FORCED_NAME = None
 
 @contextlib.contextmanager
 def forced_dataset(name):
-  """Within it, `load_dataset` loads the dataset `name` (None: as configured) whatever
-  `dataset.name` says, without changing the operative config: a resumed run uses the data
-  its first start used (e.g. the offline 'mnist_5k' for 'mnist')."""
+  """Within it `load_dataset` loads `name` (None: as configured), the operative config
+  unchanged: a resumed run uses its first start's data (e.g. 'mnist_5k' for 'mnist')."""
   global _FORCED_NAME
   previous, _FORCED_NAME = _FORCED_NAME, name
   try:
@@ -270,7 +268,7 @@ def load_dataset(name="mnist", data_dir=None, noise_std=0.0, download=True, spli
                                 or not isinstance(split_row, numbers.Integral)):
     raise ConfigError(f"dataset.split_row={split_row!r} is not valid; it must be None or an "
                       "integer")
-  if _FORCED_NAME and _FORCED_NAME != name:  # a resumed run: the data of its first start
+  if _FORCED_NAME and _FORCED_NAME != name:
     name, offline_fallback = _FORCED_NAME, False
   plan = _plan(name, data_dir, download, offline_fallback)
   if plan.reason:
