@@ -18,6 +18,16 @@ import tensorflow as tf
 from mi_repr_tf.errors import ConfigError, check_choice
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+# One MirroredStrategy per device list and process: two strategies over the same devices in
+# one process collide in their collective keys (e.g. several runs in one Python session).
+_MIRRORED = {}
+
+
+def _mirrored(devices=None):
+  key = tuple(devices) if devices else None
+  if key not in _MIRRORED:
+    _MIRRORED[key] = tf.distribute.MirroredStrategy(list(key) if key else None)
+  return _MIRRORED[key]
 
 
 def _logical_cpus(n):
@@ -53,8 +63,8 @@ def get_strategy(strategy="default", cpu_devices=None):
       if not isinstance(cpu_devices, int) or cpu_devices < 1:
         raise ConfigError(f"distribute.cpu_devices={cpu_devices!r} is not valid; it must be "
                           "None or an integer >= 1")
-      return tf.distribute.MirroredStrategy(_logical_cpus(cpu_devices))
-    return tf.distribute.MirroredStrategy()
+      return _mirrored(_logical_cpus(cpu_devices))
+    return _mirrored()
   if "TF_CONFIG" not in os.environ:
     raise ConfigError("distribute.strategy='multi_worker' needs the TF_CONFIG environment "
                       "variable describing the cluster and this worker's task")

@@ -67,4 +67,5 @@ def clean_gin():
 def two_cpu_strategy():
   """One MirroredStrategy over the two logical CPUs for the whole session (strategies created
   side by side in one process can collide in their collective instance keys)."""
-  return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  from mi_repr_tf import distribute  # pylint: disable=g-import-not-at-top
+  return distribute.get_strategy("mirrored", cpu_devices=2)  # the runs' own strategy
