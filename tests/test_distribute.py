@@ -42,6 +42,7 @@ def test_mirrored_on_two_cpus_matches_one_device(tiny_idx_dir, tmp_path, single_
   # is already split into two logical devices (tests/conftest.py)
 
 
+@pytest.mark.slow  # two processes each importing TensorFlow: python -m pytest -m slow
 def test_two_worker_processes_on_loopback_match_one_device(tiny_idx_dir, tmp_path,
                                                           single_device):
   workdir = tmp_path / "run"

@@ -222,7 +222,7 @@ def test_sweep_runs_in_parallel_reports_failures_and_resumes_a_killed_run(tiny_i
   folder = tmp_path / "sweep"
   args = ["--sweep=critic_study", f"--runs={folder}", "--seeds=1", "--workers=2",
           "--only=critic_bilinear|critic_separable-nce",
-          *tiny_params(tiny_idx_dir, num_steps=300, eval_every=50)]
+          *tiny_params(tiny_idx_dir, num_steps=120, eval_every=20)]
   victim = folder / "critic_bilinear-nce-seed0"
   other = folder / "critic_bilinear-nwj-seed0"
   refused = folder / "critic_separable-nce-seed0"
@@ -264,7 +264,7 @@ def test_sweep_runs_in_parallel_reports_failures_and_resumes_a_killed_run(tiny_i
   assert "critic_bilinear-nwj-seed0" not in again.stdout  # finished: not started again
   assert "FAILED critic_separable-nce-seed0 (exit 2)" in again.stdout
   # Exactly the missing work: every evaluation once, the finished run untouched.
-  assert _steps(victim) == [0, 50, 100, 150, 200, 250, 300]
+  assert _steps(victim) == [0, 20, 40, 60, 80, 100, 120]
   assert rundir.run_status(str(victim)) == rundir.FINISHED
   log = (folder / "logs" / "critic_bilinear-nce-seed0.log").read_text()
   assert log.count("=== ") == 2 and "Resumed" in log
