@@ -55,8 +55,12 @@ def differing_settings(runs):
   """The bindings, other than seeds, execution settings and the table's own columns, whose
   values differ between `runs` (runs that differ in them must not be pooled)."""
   own = {"staircase.estimator", "staircase.critic", "staircase.cubic"}
+  # An estimator's own parameters (smile.tau, ...) are part of its row: only runs of the
+  # same estimator are compared on them.
+  estimators = {str(config.get("staircase.estimator")) for config, _ in runs}
   keys = {k for config, _ in runs for k in config
-          if k not in own and not rundir.is_seed(k) and not rundir.is_execution_setting(k)}
+          if k not in own and not rundir.is_seed(k) and not rundir.is_execution_setting(k)
+          and k.split(".", 1)[0] not in estimators}
   return sorted(k for k in keys if len({repr(c.get(k)) for c, _ in runs}) > 1)
 
 
