@@ -361,7 +361,8 @@ EXPERIMENTS = {
         figures=[Figure("staircase.png", "Staircase benchmark (Poole et al., 2019): "
                         "estimates against the true MI", [
                             Panel("{value}", "MI (nats)", _STAIRCASE,
-                                  per=("critic", "estimator"), truth=TRUE_MI_KEY)])]),
+                                  per=("critic", "estimator"), truth=TRUE_MI_KEY)],
+                        rows=2)]),
 }
 
 

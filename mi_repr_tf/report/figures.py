@@ -236,6 +236,7 @@ def _draw_panel(ax, drawing, panel, colors, palette, cmap):
       ax.axhline(truth["values"][0], color="black", linestyle="--", label="true MI")
     else:
       ax.step(truth["steps"], truth["values"], where="pre", color="black", label="true MI")
+      ax.set_ylim(-1.0, 1.3 * max(truth["values"]))  # as the papers: diverging bounds clip
   if not drawing["lines"]:
     ax.text(0.5, 0.5, "no data for this panel", ha="center", va="center",
             transform=ax.transAxes, color="gray")
