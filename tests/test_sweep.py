@@ -214,6 +214,7 @@ def _steps(workdir):
   return rundir.read_results(str(workdir)).steps
 
 
+@pytest.mark.slow  # a sweep of five command-line runs: python -m pytest -m slow
 def test_sweep_runs_in_parallel_reports_failures_and_resumes_a_killed_run(tiny_idx_dir,
                                                                           tmp_path):
   """Three runs with two workers: one is killed with SIGKILL mid-way, one fails on its
