@@ -1,5 +1,6 @@
 """Encoders: parameter counts from the paper, shapes, and no leakage across the batch."""
 
+import gin
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -25,6 +26,14 @@ def test_convnet_parameter_count():
 
 # Section 3.1's encoders keep the input's dimension (392 on an MNIST half); the others give 100.
 SAME_DIM = {"mlp_skip", "realnvp"}
+
+
+@pytest.fixture(autouse=True)
+def small_realnvp():
+  """Shapes and batch independence do not depend on the RealNVP's size: a small one (the
+  full-size parameter count is tested in test_realnvp.py)."""
+  gin.bind_parameter("realnvp.num_couplings", 2)
+  gin.bind_parameter("realnvp.hidden_units", (16,))
 
 
 @pytest.mark.parametrize("name", registry.names("encoder"))

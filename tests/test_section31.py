@@ -23,6 +23,7 @@ def tiny(data_dir, **extra):
       "run.eval_every": 10,
       "train.batch_size": 16,
       "run.steps_per_loop": 10,
+      "run.jit_compile": False,  # compiling the 392-dim encoders costs more than these steps
   }
   bindings.update(extra)
   return [f"{k}={v}" for k, v in bindings.items()]
