@@ -32,7 +32,9 @@ from mi_repr_tf.experiments import two_view
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("configs", ["mlp:bilinear", "mlp:separable", "mlp:concat", "convnet:bilinear"],
-                  "encoder:critic pairs.")
+                  "encoder:critic pairs, optionally encoder:critic:fused or "
+                  "encoder:critic:unfused to override the gin files' choice of "
+                  "train.fuse_steps.")
 flags.DEFINE_integer("steps", 2000, "Timed training steps per configuration.")
 flags.DEFINE_integer("batch_size", 128, "K.")
 flags.DEFINE_integer("steps_per_loop", 100, "Steps per compiled loop call.")
@@ -74,7 +76,7 @@ def load(data_dir):
   return data_lib.ImageDataset("random", split(60000), split(10000))
 
 
-def bench_config(encoder, critic, dataset, peak):
+def bench_config(encoder, critic, loop=None, *, dataset, peak):
   keras.utils.set_random_seed(0)
   model = model_lib.build_model(encoder, critic, "nce", dataset.half_shape)
   optimizer = keras.optimizers.Adam(1e-4)
@@ -83,7 +85,12 @@ def bench_config(encoder, critic, dataset, peak):
   batches = data_lib.train_batches(dataset.train, FLAGS.batch_size, seed=0)
   flops = step_flops(model, next(iter(batches)))
 
-  fuse = encoder != "convnet" and critic != "concat"  # as the gin files set train.fuse_steps
+  if loop is None:  # as the gin files set train.fuse_steps
+    fuse = encoder != "convnet"
+  elif loop in ("fused", "unfused"):
+    fuse = loop == "fused"
+  else:
+    raise app.UsageError(f"--configs: loop {loop!r}; valid: 'fused', 'unfused'")
   train_loop = two_view.make_train_loop(model, tf.distribute.get_strategy(), dataset,
                                          FLAGS.batch_size, 0, FLAGS.jit, fuse)
   n = FLAGS.steps_per_loop
@@ -133,7 +140,7 @@ def main(argv):
   print(f"data: {dataset.name} ({len(dataset.train)} train, {len(dataset.test)} test); "
         f"batch {FLAGS.batch_size}; XLA {FLAGS.jit}; {FLAGS.matmul_size}^2 fp32 matmul: "
         f"{peak / 1e9:.1f} GFLOP/s")
-  rows = [bench_config(*c.split(":"), dataset, peak) for c in FLAGS.configs]
+  rows = [bench_config(*c.split(":"), dataset=dataset, peak=peak) for c in FLAGS.configs]
   keys = list(rows[0])
   print("| " + " | ".join(keys) + " |")
   print("|" + "---|" * len(keys))
