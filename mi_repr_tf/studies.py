@@ -213,12 +213,20 @@ STUDIES = {
     "critic_study_cifar10": Study("E7", "Figure 8", _critic_study(_cifar10(CRITIC_GIN))),
     "target_study_cifar10": Study("E7", "Figure 9", _target_study(_cifar10(TARGET_GIN))),
     # Poole et al. 2019 / Song & Ermon 2020: the staircase benchmark, Gaussian and cubic.
-    "staircase": Study("staircase", "Staircase figure", lambda seeds, estimators=(
-        "nce", "nwj", "tuba", "dv", "mine", "js", "smile", "interpolated"): product([
-            sweep(GIN_FILE, ("gin/staircase_gaussian.gin", "gin/staircase_cubic.gin")),
-            sweep("staircase.estimator", estimators),
-            sweep("staircase.critic", ("separable", "concat")), sweep(SEED, seeds)])),
+    # Every registered estimator by default: a new one joins the benchmark when defined.
+    "staircase": Study("staircase", "Staircase figure", lambda seeds, estimators=None: product([
+        sweep(GIN_FILE, ("gin/staircase_gaussian.gin", "gin/staircase_cubic.gin")),
+        sweep("staircase.estimator", estimators or registered_estimators()),
+        sweep("staircase.critic", ("separable", "concat")), sweep(SEED, seeds)])),
 }
+
+
+def registered_estimators():
+  """Every registered estimator: the paper's two first, then the others by name."""
+  from mi_repr_tf import registry  # pylint: disable=g-import-not-at-top
+  names = registry.names("estimator")
+  return tuple(n for n in ESTIMATORS if n in names) + tuple(
+      n for n in names if n not in ESTIMATORS)
 
 
 def study(name, num_seeds=NUM_SEEDS, extra_bindings=(), estimators=None):

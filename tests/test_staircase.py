@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from launch import staircase_table
+from mi_repr_tf import registry
 from mi_repr_tf import rundir
 from mi_repr_tf import studies
 from mi_repr_tf import train
@@ -153,7 +154,10 @@ def test_bad_configuration_is_one_error_naming_the_key(tmp_path, binding, key):
 
 def test_study_sweeps_files_estimators_critics_and_seeds():
   runs = studies.study("staircase", num_seeds=2)
-  assert len(runs) == 2 * 8 * 2 * 2
+  swept = {r.settings["staircase.estimator"] for r in runs}
+  assert swept == set(registry.names("estimator"))  # a newly registered one included
+  assert {"nce", "nwj", "tuba", "dv", "mine", "js", "smile", "interpolated"} <= swept
+  assert len(runs) == 2 * len(swept) * 2 * 2
   assert runs[0].name == "staircase_gaussian-nce-separable-seed0"
   assert {r.settings["staircase.critic"] for r in runs} == {"separable", "concat"}
   studies.check_gin_files(runs)
