@@ -366,7 +366,18 @@ def test_gaussian_and_staircase(tmp_path):
                 t / 2 for t in range(max(s - 3, 1), s + 1)]},
                   **({"stage_estimate": s / 2} if s in (8, 16) else {}))
              for s, t in truth.items()], baseline=None)
+  for cubic in (False, True):  # an estimator with its own binding, in two variants
+    write_run(root, f"staircase-smile-cubic{cubic}", {
+        "run.experiment_id": "staircase", "run.experiment": "staircase", "run.seed": 0,
+        "run.num_steps": 16, "staircase.critic": "separable", "staircase.estimator": "smile",
+        "smile.tau": 5.0, "staircase.cubic": cubic},
+              [{"step": s, "estimate": 1.0, "true_mi": t, "step_estimates": [1.0]}
+               for s, t in truth.items()], baseline=None)
   result, figures = run_report(root, tmp_path)
+  smile = panel(figures["staircase.png"], "separable, smile")
+  # The legend names what differs within the panel, by the paper's names; not smile.tau.
+  assert list(smile["lines"]) == ["Gaussian (estimate)", "Gaussian (smoothed)",
+                                  "cubic (estimate)", "cubic (smoothed)"]
   gaussian = panel(figures["figure4c.png"], "Estimates")
   assert list(gaussian["lines"]) == ["i.i.d.", "non-i.i.d."]  # the estimator is common
   np.testing.assert_allclose(gaussian["lines"]["i.i.d."]["mean"], [0.0, 0.01, 0.015])

@@ -30,6 +30,7 @@ PRETTY = {
                 "realnvp": "RealNVP"},
     "estimator": {"nce": I_NCE, "nwj": I_NWJ},
     "iid": {True: "i.i.d.", False: "non-i.i.d."},
+    "cubic": {False: "Gaussian", True: "cubic"},  # the staircase's two variants
 }
 
 # Record keys (results.jsonl) that the figures and the table read.

@@ -177,6 +177,10 @@ def panel_lines(figure, panel, runs, value, all_settings):
   """{label: line dict} of one panel: one line per configuration and series (or per
   percentile of the Jacobian's condition number)."""
   keys = load.label_keys(all_settings, figure.lines, panel.per, exp_lib.line_label)
+  # A binding constant within this panel (an estimator's own parameters in its panel) does
+  # not tell its lines apart: left out, unless the figure asks for it by name.
+  keys = [k for k in keys if load.short(k) in figure.lines
+          or len({repr(r.setting.get(k)) for r in runs}) > 1]
   groups = load.group_runs(runs).values()
   lines = collections.OrderedDict()
   for index, group in enumerate(sorted(groups, key=lambda g: exp_lib.rank(g[0].setting,
