@@ -145,7 +145,7 @@ def run(workdir, log_every_secs=10.0, async_probe=True):
   # The data of a resumed run are those of its first start (e.g. the offline MNIST subset).
   first = _first_dataset(workdir)
   if first is not None:
-    shared = dataclasses.replace(shared, dataset_override={"name": first["name"]})
+    shared = dataclasses.replace(shared, dataset_override=dict(first))
   strategy = distribute_lib.get_strategy()  # before any op: it may split the CPU
   keras.utils.set_random_seed(shared.seed)
   tf.config.experimental.enable_op_determinism()
@@ -180,6 +180,13 @@ def load_dataset(shared):
     raise ConfigError(f"this run used the dataset {first!r} at its first start, but "
                       f"{dataset.name!r} now ({dataset.source}); make {first!r} available "
                       "again or start a new --workdir")
+  sizes = (shared.dataset_override.get("num_train"), shared.dataset_override.get("num_test"))
+  if sizes[0] is not None and sizes != (len(dataset.train), len(dataset.test)):
+    raise ConfigError(
+        f"this run used {first!r} with {sizes[0]} training and {sizes[1]} test images at its "
+        f"first start ({shared.dataset_override.get('source')}), but {dataset.source} now "
+        f"has {len(dataset.train)} and {len(dataset.test)}: its results would mix two "
+        "datasets; restore the original files or start a new --workdir")
   return dataset
 
 

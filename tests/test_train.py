@@ -282,6 +282,19 @@ def test_deleted_config_cannot_bypass_the_configuration_check(tiny_idx_dir, tmp_
   assert _results(workdir) == ref
 
 
+def test_data_of_another_size_than_at_the_first_start_is_refused(tiny_idx_dir, tmp_path,
+                                                                 reference):
+  """Same configuration, but the files under dataset.data_dir were replaced since the run's
+  first start (as if dataset.json recorded other sizes): refused, nothing changed."""
+  workdir, ref = _copy(reference, tmp_path)
+  first = json.loads((workdir / "dataset.json").read_text())
+  assert (first["num_train"], first["num_test"]) == (512, 256)
+  (workdir / "dataset.json").write_text(json.dumps(dict(first, num_train=999)))
+  with pytest.raises(train.ConfigError, match=r"999 training and 256 test(?s:.*)has 512 and 256"):
+    _run(workdir, tiny(tiny_idx_dir, 60, 10))
+  assert _results(workdir) == ref
+
+
 def test_workdir_of_another_configuration_is_refused(tiny_idx_dir, tmp_path, reference):
   workdir, _ = _copy(reference, tmp_path)
   with pytest.raises(train.ConfigError, match=r"different configuration(?s:.*)run.seed = 5"):
