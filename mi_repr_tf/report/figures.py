@@ -16,6 +16,7 @@ import collections
 import math
 import os
 import re
+import textwrap
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from mi_repr_tf.report import experiments as exp_lib
 from mi_repr_tf.report import load
 
 POOLED_FALLBACK = " (mean of per-run percentiles)"
+LEGEND_WIDTH = 60  # characters per legend line; longer labels are wrapped
 _STYLES = ("-", "--", ":", "-.")
 
 
@@ -257,7 +259,12 @@ def _draw_panel(ax, drawing, panel, colors, palette, cmap):
     handles, labels = handles + more[0], labels + more[1]
   unique = dict(zip(labels, handles))  # "not invertible" once
   if unique:
-    ax.legend(list(unique.values()), list(unique), fontsize=7, loc="best")
+    shown = [textwrap.fill(label, LEGEND_WIDTH, break_on_hyphens=False) for label in unique]
+    if shown == list(unique):
+      ax.legend(list(unique.values()), shown, fontsize=7, loc="best")
+    else:  # long labels (many bindings differ): wrapped, below the axes, the data visible
+      ax.legend(list(unique.values()), shown, fontsize=6, loc="upper center",
+                bbox_to_anchor=(0.5, -0.22), frameon=False)
   drawing["legend"] = list(unique)
 
 
@@ -302,7 +309,9 @@ def draw_figure(figure, runs, path):
     return None
   rows = min(figure.rows, len(drawings))
   cols = math.ceil(len(drawings) / rows)
-  fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False)
+  wrapped = any(len(label) > LEGEND_WIDTH for d in drawings for label in d["lines"])
+  height = 3.9 + (2.2 if wrapped else 0.0)  # room for wrapped legends below the axes
+  fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, height * rows), squeeze=False)
   colors, palette = {}, plt.rcParams["axes.prop_cycle"].by_key()["color"]
   for k, (ax, drawing) in enumerate(zip(axes.flat, drawings)):
     _draw_panel(ax, drawing, drawing["panel"], colors, palette, plt.get_cmap("viridis"))
