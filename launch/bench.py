@@ -85,12 +85,8 @@ def bench_config(encoder, critic, loop=None, *, dataset, peak):
   batches = data_lib.train_batches(dataset.train, FLAGS.batch_size, seed=0)
   flops = step_flops(model, next(iter(batches)))
 
-  if loop is None:  # as the gin files set train.fuse_steps
-    fuse = encoder != "convnet"
-  elif loop in ("fused", "unfused"):
-    fuse = loop == "fused"
-  else:
-    raise app.UsageError(f"--configs: loop {loop!r}; valid: 'fused', 'unfused'")
+  # Without a loop given, as the gin files set train.fuse_steps (off for the ConvNet).
+  fuse = encoder != "convnet" if loop is None else loop == "fused"
   train_loop = two_view.make_train_loop(model, tf.distribute.get_strategy(), dataset,
                                          FLAGS.batch_size, 0, FLAGS.jit, fuse)
   n = FLAGS.steps_per_loop
@@ -133,14 +129,27 @@ def bench_config(encoder, critic, loop=None, *, dataset, peak):
           **breakdown, **{f"eval {k} s": v for k, v in numbers["eval_seconds"].items()}}
 
 
+def parse_configs(configs):
+  """[(encoder, critic[, loop])] of --configs, every entry checked before any timing."""
+  parsed = []
+  for config in configs:
+    parts = config.split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("fused", "unfused")):
+      raise app.UsageError(f"--configs: {config!r}; valid: encoder:critic or "
+                           "encoder:critic:fused / encoder:critic:unfused")
+    parsed.append(tuple(parts))
+  return parsed
+
+
 def main(argv):
   del argv
+  configs = parse_configs(FLAGS.configs)
   dataset = load(FLAGS.data_dir)
   peak = matmul_flops_per_second(FLAGS.matmul_size)
   print(f"data: {dataset.name} ({len(dataset.train)} train, {len(dataset.test)} test); "
         f"batch {FLAGS.batch_size}; XLA {FLAGS.jit}; {FLAGS.matmul_size}^2 fp32 matmul: "
         f"{peak / 1e9:.1f} GFLOP/s")
-  rows = [bench_config(*c.split(":"), dataset=dataset, peak=peak) for c in FLAGS.configs]
+  rows = [bench_config(*c, dataset=dataset, peak=peak) for c in configs]
   keys = list(rows[0])
   print("| " + " | ".join(keys) + " |")
   print("|" + "---|" * len(keys))

@@ -66,7 +66,8 @@ def define_flags():
   flags.DEFINE_integer("threads_per_run", 0, "If > 0: TensorFlow and OpenMP threads per run "
                        "(TF_NUM_INTRAOP_THREADS, ...); 0 leaves TensorFlow's default.")
   flags.DEFINE_list("estimators", [], "Registered estimators to sweep instead of the "
-                    "study's own (nce, nwj), e.g. 'nce,nwj,smile'.")
+                    "study's own (nce, nwj; staircase: every registered one), "
+                    "e.g. 'nce,nwj,smile'.")
   flags.DEFINE_string("only", None, "Only the runs whose name matches this regular expression.")
   flags.DEFINE_boolean("print_only", False,
                        "List the runs, their status and commands; run nothing.")

@@ -22,6 +22,7 @@ import collections
 from concurrent import futures
 import dataclasses
 import datetime
+import hashlib
 import math
 import os
 import time
@@ -180,14 +181,35 @@ def load_dataset(shared):
     raise ConfigError(f"this run used the dataset {first!r} at its first start, but "
                       f"{dataset.name!r} now ({dataset.source}); make {first!r} available "
                       "again or start a new --workdir")
-  sizes = (shared.dataset_override.get("num_train"), shared.dataset_override.get("num_test"))
-  if sizes[0] is not None and sizes != (len(dataset.train), len(dataset.test)):
-    raise ConfigError(
-        f"this run used {first!r} with {sizes[0]} training and {sizes[1]} test images at its "
-        f"first start ({shared.dataset_override.get('source')}), but {dataset.source} now "
-        f"has {len(dataset.train)} and {len(dataset.test)}: its results would mix two "
-        "datasets; restore the original files or start a new --workdir")
+  _check_same_data(shared.dataset_override, dataset)
   return dataset
+
+
+def fingerprint(dataset):
+  """sha256 of the images and labels of both splits: the data's identity in dataset.json."""
+  digest = hashlib.sha256()
+  for split in (dataset.train, dataset.test):
+    for array in (split.images, split.labels):
+      array = np.ascontiguousarray(array)
+      digest.update(f"{array.dtype.str}{array.shape}".encode())
+      digest.update(array.data)
+  return digest.hexdigest()
+
+
+def _check_same_data(first, dataset):
+  """Refuses data other than what dataset.json recorded at the run's first start (older
+  runs recorded no sizes or fingerprint: what they recorded is checked)."""
+  now = {"num_train": len(dataset.train), "num_test": len(dataset.test)}
+  if "fingerprint" in first:
+    now["fingerprint"] = fingerprint(dataset)
+  changed = [k for k, v in now.items() if k in first and first[k] != v]
+  if changed:
+    raise ConfigError(
+        f"this run used {first['name']!r} from {first.get('source')} at its first start "
+        f"({first.get('num_train')} training, {first.get('num_test')} test images), but "
+        f"{dataset.source} now has other data ({len(dataset.train)} training, "
+        f"{len(dataset.test)} test images; changed: {', '.join(changed)}): its results would "
+        "mix two datasets; restore the original files or start a new --workdir")
 
 
 def _first_dataset(workdir):
@@ -196,7 +218,11 @@ def _first_dataset(workdir):
     if os.path.exists(workdir):
       raise ConfigError(f"--workdir={workdir!r} is a file, not a directory")
     return None
-  return rundir.read_json(workdir, rundir.DATASET)
+  first = rundir.read_json(workdir, rundir.DATASET)
+  if first is not None and not (isinstance(first, dict) and isinstance(first.get("name"), str)):
+    raise rundir.RunDirError(f"{os.path.join(workdir, rundir.DATASET)} does not describe a "
+                             "dataset (no 'name'); restore it or start a new --workdir")
+  return first
 
 
 class Controller:
@@ -223,7 +249,8 @@ class Controller:
     if rundir.read_json(workdir, rundir.DATASET) is None:
       rundir.write_json(workdir, rundir.DATASET, {
           "name": dataset.name, "source": getattr(dataset, "source", ""),
-          "num_train": len(dataset.train), "num_test": len(dataset.test)})
+          "num_train": len(dataset.train), "num_test": len(dataset.test),
+          "fingerprint": fingerprint(dataset)})
     if self.shared.pixel_baseline and rundir.read_json(workdir, rundir.BASELINE) is None:
       t0 = time.perf_counter()
       accuracy = evaluation.pixel_baseline(dataset, self.shared.seed)

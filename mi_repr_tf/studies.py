@@ -231,7 +231,8 @@ def registered_estimators():
 
 def study(name, num_seeds=NUM_SEEDS, extra_bindings=(), estimators=None):
   """The runs of the named study with seeds 0 .. num_seeds - 1 (and, for studies that sweep
-  estimators, the registered estimators `estimators` instead of the paper's two)."""
+  estimators, the registered estimators `estimators` instead of the study's default: the
+  paper's two, or for 'staircase' every registered estimator)."""
   if name not in STUDIES:
     raise ConfigError(f"--sweep={name!r} is not a known study; choose one of: "
                       + ", ".join(sorted(STUDIES)))

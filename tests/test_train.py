@@ -282,17 +282,33 @@ def test_deleted_config_cannot_bypass_the_configuration_check(tiny_idx_dir, tmp_
   assert _results(workdir) == ref
 
 
-def test_data_of_another_size_than_at_the_first_start_is_refused(tiny_idx_dir, tmp_path,
-                                                                 reference):
-  """Same configuration, but the files under dataset.data_dir were replaced since the run's
-  first start (as if dataset.json recorded other sizes): refused, nothing changed."""
-  workdir, ref = _copy(reference, tmp_path)
+def _snapshot(workdir):
+  return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in workdir.rglob("*")}
+
+
+@pytest.mark.parametrize("changed,message", [
+    ({"num_train": 999}, r"999 training, 256 test(?s:.*)512 training, 256 test"),
+    ({"fingerprint": "0" * 64}, r"changed: fingerprint")])
+def test_other_data_than_at_the_first_start_is_refused(tiny_idx_dir, tmp_path, reference,
+                                                       changed, message):
+  """Same configuration, but the files under dataset.data_dir are not those of the run's
+  first start (as if dataset.json recorded other data): refused, nothing written."""
+  workdir, _ = _copy(reference, tmp_path)
   first = json.loads((workdir / "dataset.json").read_text())
   assert (first["num_train"], first["num_test"]) == (512, 256)
-  (workdir / "dataset.json").write_text(json.dumps(dict(first, num_train=999)))
-  with pytest.raises(train.ConfigError, match=r"999 training and 256 test(?s:.*)has 512 and 256"):
+  assert len(first["fingerprint"]) == 64
+  (workdir / "dataset.json").write_text(json.dumps(dict(first, **changed)))
+  before = _snapshot(workdir)
+  with pytest.raises(train.ConfigError, match=message):
     _run(workdir, tiny(tiny_idx_dir, 60, 10))
-  assert _results(workdir) == ref
+  assert _snapshot(workdir) == before
+
+
+def test_dataset_json_that_is_not_a_dataset_is_refused(tiny_idx_dir, tmp_path, reference):
+  workdir, _ = _copy(reference, tmp_path)
+  (workdir / "dataset.json").write_text("[1, 2]")
+  with pytest.raises(rundir.RunDirError, match="dataset.json does not describe a dataset"):
+    _run(workdir, tiny(tiny_idx_dir, 60, 10))
 
 
 def test_workdir_of_another_configuration_is_refused(tiny_idx_dir, tmp_path, reference):

@@ -194,7 +194,10 @@ def panel_lines(figure, panel, runs, value, all_settings):
         label = f"{p}th percentile" + (f" ({base})" if base else "")
         line.update(group=base, percentile=p, style=_STYLES[index % len(_STYLES)],
                     pooled=not fallback)
-        lines[label + (POOLED_FALLBACK if fallback else "")] = line
+        label += POOLED_FALLBACK if fallback else ""
+        while label in lines:  # two configurations with one label: keep both lines
+          label += "'"
+        lines[label] = line
       continue
     for series in panel.series:
       label, line = _series_lines(panel, series, group, base, value)
@@ -309,8 +312,11 @@ def draw_figure(figure, runs, path):
     return None
   rows = min(figure.rows, len(drawings))
   cols = math.ceil(len(drawings) / rows)
-  wrapped = any(len(label) > LEGEND_WIDTH for d in drawings for label in d["lines"])
-  height = 3.9 + (2.2 if wrapped else 0.0)  # room for wrapped legends below the axes
+  # Room below the axes for wrapped legends: about 0.13 inch per legend line.
+  legend_lines = max(sum(math.ceil(len(label) / LEGEND_WIDTH) for label in d["lines"])
+                     if any(len(label) > LEGEND_WIDTH for label in d["lines"]) else 0
+                     for d in drawings)
+  height = 3.9 + (0.6 + 0.13 * legend_lines if legend_lines else 0.0)
   fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, height * rows), squeeze=False)
   colors, palette = {}, plt.rcParams["axes.prop_cycle"].by_key()["color"]
   for k, (ax, drawing) in enumerate(zip(axes.flat, drawings)):
