@@ -82,6 +82,7 @@ def tensorboard(sweep_folder):
       proc.wait(timeout=20)
 
 
+@pytest.mark.slow  # trains two runs, then starts the TensorBoard server: about 20 s
 def test_tensorboard_serves_the_runs_scalars_and_hparams(sweep_folder, tensorboard):
   runs = get(f"{tensorboard}/data/runs")
   assert sorted(runs) == [f"{name}/tensorboard" for name in RUNS]  # side by side
