@@ -14,6 +14,19 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import MinMaxScaler
 
 
+def classifier(c=10.0, tol=0.1, seed=0):
+  """The probe's (unfitted) classifier: SAGA logistic regression, as the notebook."""
+  return LogisticRegression(solver="saga", tol=tol, C=c, random_state=seed)
+
+
+def fit_quietly(model, x, y):
+  """model.fit(x, y) without SAGA's ConvergenceWarning: with tol=0.1 it stops early on
+  purpose; max_iter is never the binding limit."""
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    return model.fit(x, y)
+
+
 def linear_probe(train_x, train_y, test_x, test_y, c=10.0, tol=0.1, seed=0):
   """Fits the probe on (train_x, train_y); returns its accuracy on (test_x, test_y).
 
@@ -29,9 +42,5 @@ def linear_probe(train_x, train_y, test_x, test_y, c=10.0, tol=0.1, seed=0):
   train_x = np.asarray(train_x, dtype=np.float64).reshape(len(train_x), -1)
   test_x = np.asarray(test_x, dtype=np.float64).reshape(len(test_x), -1)
   scaler = MinMaxScaler().fit(train_x)
-  classifier = LogisticRegression(solver="saga", tol=tol, C=c, random_state=seed)
-  with warnings.catch_warnings():
-    # With tol=0.1 saga stops early on purpose; max_iter is never the binding limit.
-    warnings.simplefilter("ignore", ConvergenceWarning)
-    classifier.fit(scaler.transform(train_x), train_y)
-  return float(classifier.score(scaler.transform(test_x), test_y))
+  model = fit_quietly(classifier(c, tol, seed), scaler.transform(train_x), train_y)
+  return float(model.score(scaler.transform(test_x), test_y))
