@@ -1,6 +1,6 @@
 r"""Bias, variance and MSE of the staircase runs (Poole et al. 2019; Song & Ermon 2020).
 
-    python -m launch.staircase_table RUNS_FOLDER
+    python -m launch.staircase_table RUNS_FOLDER [--wide]
 
 Reads every run directory below RUNS_FOLDER whose run.experiment is 'staircase' (through
 `mi_repr_tf.rundir`; no TensorFlow) and prints one markdown row per (variant, estimator,
@@ -10,6 +10,11 @@ stage's true MI (`stage_true_mi`, recorded at the stage end):
 
     bias = mean(e) - I,   variance = mean((e - mean(e))^2),   MSE = mean((e - I)^2)
                                                                   = bias^2 + variance.
+
+With --wide: one compact table per (variant, critic), a row per estimator and a column per
+stage, each cell "bias / variance"; a cell pooled from fewer estimates than the table's
+fullest (a run stopped early, e.g. on a non-finite loss) is marked with its count, and "-"
+is a stage no run of that row completed.
 """
 
 import collections
@@ -108,6 +113,44 @@ def markdown(table_rows):
   return "\n".join(lines)
 
 
+def run_keys(runs):
+  """{(variant, critic, estimator)} of (config, records) pairs, finished or not."""
+  return {(variant(c), str(c.get("staircase.critic")), str(c.get("staircase.estimator")))
+          for c, _ in runs}
+
+
+def wide_markdown(table_rows, keys=()):
+  """`rows` output as one table per (variant, critic): estimators x stages, cells
+  "bias / variance" (3 significant digits). `keys` (`run_keys`) adds a row of "-" for an
+  estimator whose runs completed no stage."""
+  groups = collections.defaultdict(dict)
+  for variant_, estimator, critic, stage, true_mi, bias, var, _, n in table_rows:
+    groups[(variant_, critic)][(str(estimator), stage)] = (true_mi, bias, var, n)
+  names = collections.defaultdict(set)
+  for variant_, critic, estimator in keys:
+    names[(variant_, critic)].add(estimator)
+  blocks = []
+  for (variant_, critic), cells in sorted(groups.items()):
+    stages = sorted({stage for _, stage in cells})
+    truths = {stage: mi for (_, stage), (mi, *_) in cells.items()}
+    full = max(n for *_, n in cells.values())
+    lines = [f"{variant_}, {critic} critic: bias / variance per stage (MSE = bias^2 + variance)",
+             "",
+             "| estimator | " + " | ".join(f"{truths[s]:g} nats" for s in stages) + " |",
+             "|---|" + "---|" * len(stages)]
+    for estimator in sorted({e for e, _ in cells} | names[(variant_, critic)]):
+      row = []
+      for stage in stages:
+        if (estimator, stage) not in cells:
+          row.append("-")
+          continue
+        _, bias, var, n = cells[(estimator, stage)]
+        row.append(f"{bias:.3g} / {var:.3g}" + (f" (n={n})" if n < full else ""))
+      lines.append(f"| {estimator} | " + " | ".join(row) + " |")
+    blocks.append("\n".join(lines))
+  return "\n\n".join(blocks)
+
+
 def find_runs(folder):
   """(config, records) of every staircase run directory below `folder` (an unreadable
   config is named on stderr and skipped)."""
@@ -130,8 +173,10 @@ def find_runs(folder):
 
 
 def main(argv):
+  wide = "--wide" in argv[1:]
+  argv = [a for a in argv if a != "--wide"]
   if len(argv) != 2 or not os.path.isdir(argv[1]):
-    print("usage: python -m launch.staircase_table RUNS_FOLDER", file=sys.stderr)
+    print("usage: python -m launch.staircase_table RUNS_FOLDER [--wide]", file=sys.stderr)
     return 2
   runs = find_runs(argv[1])
   if not runs:
@@ -142,7 +187,8 @@ def main(argv):
     print(f"error: the staircase runs below {argv[1]} differ in {', '.join(differing)}; "
           "point at a folder of one study", file=sys.stderr)
     return 2
-  print(markdown(rows(pool(runs))))
+  table_rows = rows(pool(runs))
+  print(wide_markdown(table_rows, run_keys(runs)) if wide else markdown(table_rows))
   return 0
 
 

@@ -217,3 +217,22 @@ def test_table_command_reads_run_directories(tmp_path, capsys):
   assert ("| gaussian | nce | separable | 0 | 2.000 | 0.000 | 0.500 | 0.500 | 4 |"
           in capsys.readouterr().out)
   assert staircase_table.main(["table", str(tmp_path / "nowhere")]) == 2
+
+
+def test_wide_table_has_one_block_per_variant_and_critic():
+  rows = [("gaussian", "nce", "concat", 0, 2.0, -0.25, 0.0375, 0.1, 4000),
+          ("gaussian", "nce", "concat", 1, 4.0, -1.0, 0.035, 1.035, 4000),
+          ("gaussian", "js", "concat", 0, 2.0, -0.15, 0.056, 0.0785, 4000),
+          ("gaussian", "js", "concat", 1, 4.0, -1234567.0, 2.5e19, 2.5e19, 1500),
+          ("cubic", "nce", "separable", 0, 2.0, -0.7, 0.03, 0.52, 4000)]
+  text = staircase_table.wide_markdown(rows, {("cubic", "separable", "nwj")})
+  titles, tables = text.split("\n\n")[::2], text.split("\n\n")[1::2]
+  assert [t.split(":")[0] for t in titles] == ["cubic, separable critic",
+                                                "gaussian, concat critic"]
+  gaussian = tables[1].splitlines()
+  assert gaussian[0] == "| estimator | 2 nats | 4 nats |"
+  # Estimators sorted by name; a stage pooled from fewer estimates carries its count.
+  assert gaussian[2] == "| js | -0.15 / 0.056 | -1.23e+06 / 2.5e+19 (n=1500) |"
+  assert gaussian[3] == "| nce | -0.25 / 0.0375 | -1 / 0.035 |"
+  # An estimator whose runs completed no stage (they stopped) has a row of "-".
+  assert tables[0].splitlines()[2:] == ["| nce | -0.7 / 0.03 |", "| nwj | - |"]
