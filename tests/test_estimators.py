@@ -565,6 +565,7 @@ def test_model_takes_an_xla_train_step(name):
   keras.utils.set_random_seed(0)
   model = model_lib.build_model("mlp", "bilinear", name, (14, 28, 1))
   model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  model.optimizer.build(model.trainable_variables)  # else the first call traces twice
   estimator_weights = [v.numpy().copy() for v in getattr(model.estimator, "weights", [])]
   out = tf.function(model.train_step, jit_compile=True)(_model_batch(8, 0))
   assert np.isfinite(float(out["loss"])) and np.isfinite(float(out["bound"]))

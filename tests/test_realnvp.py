@@ -55,6 +55,7 @@ def test_inverse_is_exact_after_training():
   gin.bind_parameter("realnvp.hidden_units", (32, 32))
   model = model_lib.build_model("realnvp", "bilinear", "nce", MNIST_HALF)
   model.compile(optimizer=keras.optimizers.Adam(1e-2))
+  model.optimizer.build(model.trainable_variables)  # else the first call traces twice
   x = real_inputs(128)
   batch = (x[:64], tf.reverse(x[:64], axis=[1]), tf.zeros(64, tf.int64))
   before = model.g1(x).numpy()
