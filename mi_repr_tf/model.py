@@ -71,6 +71,7 @@ class MIModel(keras.Model):
     bound = self.estimator(self.critic(z1, z2), z2, training=training)
     return bound, estimators_lib.loss(bound, self.target)
 
+  @tf.autograph.experimental.do_not_convert  # no tensor-dependent Python control flow
   def train_step(self, data):
     x_top, x_bottom = data[0], data[1]
     with tf.GradientTape() as tape:
