@@ -39,12 +39,6 @@ def tiny(data_dir, num_steps=20, eval_every=10, **extra):
   return [f"{k}={v}" for k, v in bindings.items()]
 
 
-def cli(args, cwd, timeout=300):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  return subprocess.run([sys.executable, "-m", "mi_repr_tf.train", *args], cwd=cwd, env=env,
-                        capture_output=True, text=True, timeout=timeout)
-
-
 def gin_args(bindings):
   return [f"--gin_file={GIN}"] + [f"--gin_param={b}" for b in bindings]
 
@@ -77,12 +71,24 @@ def _scalar_tags(event_dir):
   return tags
 
 
-def test_command_line_run_writes_every_output(tiny_idx_dir, tmp_path):
+def _main(argv):
+  """The command line's main() on `argv` parsed as its flags, in process; its exit status
+  (absl's app.run exits with main's return value). The command itself is started as a
+  process by test_killed_run_resumes_without_losing_or_repeating_evaluations."""
+  train.FLAGS(["train", *argv])
+  try:
+    return train.main(["train"])
+  finally:
+    train.FLAGS.unparse_flags()
+
+
+def test_command_line_run_writes_every_output(tiny_idx_dir, tmp_path, caplog):
   workdir = tmp_path / "run"
   bindings = tiny(tiny_idx_dir, **{"run.jit_compile": True})
-  result = cli(gin_args(bindings) + [f"--workdir={workdir}"], cwd=tmp_path)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "eval step 20" in result.stderr and "steps/s" in result.stderr
+  with caplog.at_level("INFO"):
+    assert _main(gin_args(bindings) + [f"--workdir={workdir}", "--log_every_secs=0"]) == 0
+  assert "eval step 20" in caplog.text and "steps/s" in caplog.text
+  assert f"Done: {workdir} (step 20" in caplog.text
 
   config = (workdir / "operative_config.gin").read_text()
   assert "train.critic = 'bilinear'" in config and "run.num_steps = 20" in config
@@ -386,15 +392,16 @@ def test_bad_workdirs_are_one_clear_error(tiny_idx_dir, tmp_path):
     read_only.chmod(0o700)
 
 
-def test_command_line_error_is_one_line_and_exit_2(tiny_idx_dir, tmp_path):
-  """One command-line case per kind of failure: a bad binding (the others run in process)."""
+def test_command_line_error_is_one_line_and_exit_2(tiny_idx_dir, tmp_path, capsys):
+  """main() in process (`_main`): a bad binding is one line and exit status 2, and nothing
+  is written."""
   workdir = tmp_path / "run"
-  result = cli(gin_args(tiny(tiny_idx_dir, 2, 1)) + ["--gin_param=train.estimator='foo'",
-                                                      f"--workdir={workdir}"], cwd=tmp_path)
-  assert result.returncode == 2
-  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-  assert len(errors) == 1 and "train.estimator='foo'" in errors[0], result.stderr[-2000:]
-  assert "Traceback" not in result.stderr
+  assert _main(gin_args(tiny(tiny_idx_dir, 2, 1)) + ["--gin_param=train.estimator='foo'",
+                                                     f"--workdir={workdir}"]) == 2
+  stderr = capsys.readouterr().err
+  errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and "train.estimator='foo'" in errors[0], stderr[-2000:]
+  assert "Traceback" not in stderr
   assert not workdir.exists()
 
 
