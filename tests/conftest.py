@@ -5,6 +5,10 @@ import os
 import struct
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# One TensorFlow compute thread per test process (inherited by the command lines the tests
+# start): the suite runs a process per core (setup.cfg), and tiny models gain nothing from
+# more threads, only contention.
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 import gin  # pylint: disable=g-import-not-at-top
 import numpy as np
