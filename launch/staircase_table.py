@@ -1,6 +1,6 @@
 r"""Bias, variance and MSE of the staircase runs (Poole et al. 2019; Song & Ermon 2020).
 
-    python -m launch.staircase_table RUNS_FOLDER [--wide]
+    python -m launch.staircase_table RUNS_FOLDER [--wide] [--only=REGEX]
 
 Reads every run directory below RUNS_FOLDER whose run.experiment is 'staircase' (through
 `mi_repr_tf.rundir`; no TensorFlow) and prints one markdown row per (variant, estimator,
@@ -14,11 +14,14 @@ stage's true MI (`stage_true_mi`, recorded at the stage end):
 With --wide: one compact table per (variant, critic), a row per estimator and a column per
 stage, each cell "bias / variance"; a cell pooled from fewer estimates than the table's
 fullest (a run stopped early, e.g. on a non-finite loss) is marked with its count, and "-"
-is a stage no run of that row completed.
+is a stage no run of that row completed. --only keeps the run directories whose name matches
+REGEX (as the sweep's --only), e.g. --only='concat-seed0'.
 """
 
+import argparse
 import collections
 import os
+import re
 import sys
 
 import numpy as np
@@ -151,12 +154,15 @@ def wide_markdown(table_rows, keys=()):
   return "\n\n".join(blocks)
 
 
-def find_runs(folder):
-  """(config, records) of every staircase run directory below `folder` (an unreadable
-  config is named on stderr and skipped)."""
-  runs = []
+def find_runs(folder, only=None):
+  """(config, records) of every staircase run directory below `folder` whose name matches
+  the regular expression `only` (re.search; None: all); an unreadable config is named on
+  stderr and skipped. Runs that are not finished are named on stderr."""
+  runs, unfinished = [], []
   for directory, _, files in sorted(os.walk(folder)):
     if rundir.RESULTS not in files:
+      continue
+    if only is not None and not re.search(only, os.path.basename(directory)):
       continue
     try:
       config = rundir.read_config(directory)
@@ -169,26 +175,50 @@ def find_runs(folder):
       print(f"skipped: {directory} has no staircase.steps_per_stage", file=sys.stderr)
       continue
     runs.append((config, rundir.read_results(directory).records))
+    if rundir.run_status(directory) != rundir.FINISHED:
+      unfinished.append(os.path.basename(directory))
+  if unfinished:
+    print(f"note: {len(unfinished)} run(s) not finished (stopped, killed or still running); "
+          f"their completed stages are included: {', '.join(unfinished)}", file=sys.stderr)
   return runs
 
 
+def parse_args(argv):
+  parser = argparse.ArgumentParser(prog="python -m launch.staircase_table",
+                                   description="Bias, variance and MSE of staircase runs.")
+  parser.add_argument("runs_folder", help="a folder of staircase run directories")
+  parser.add_argument("--wide", action="store_true",
+                      help="one compact table per variant and critic")
+  parser.add_argument("--only", default=None,
+                      help="only the run directories whose name matches this regex")
+  args = parser.parse_args(argv)
+  if not os.path.isdir(args.runs_folder):
+    parser.error(f"{args.runs_folder} is not a folder")
+  if args.only is not None:
+    try:
+      re.compile(args.only)
+    except re.error as e:
+      parser.error(f"--only={args.only!r} is not a regular expression ({e})")
+  return args
+
+
 def main(argv):
-  wide = "--wide" in argv[1:]
-  argv = [a for a in argv if a != "--wide"]
-  if len(argv) != 2 or not os.path.isdir(argv[1]):
-    print("usage: python -m launch.staircase_table RUNS_FOLDER [--wide]", file=sys.stderr)
-    return 2
-  runs = find_runs(argv[1])
+  try:
+    args = parse_args(argv[1:])
+  except SystemExit as e:  # argparse printed the usage and the error
+    return e.code
+  runs = find_runs(args.runs_folder, args.only)
   if not runs:
-    print(f"no staircase runs below {argv[1]}", file=sys.stderr)
+    print(f"no staircase runs below {args.runs_folder}"
+          + (f" matching {args.only!r}" if args.only else ""), file=sys.stderr)
     return 1
   differing = differing_settings(runs)
   if differing:
-    print(f"error: the staircase runs below {argv[1]} differ in {', '.join(differing)}; "
+    print(f"error: the staircase runs below {args.runs_folder} differ in {', '.join(differing)}; "
           "point at a folder of one study", file=sys.stderr)
     return 2
   table_rows = rows(pool(runs))
-  print(wide_markdown(table_rows, run_keys(runs)) if wide else markdown(table_rows))
+  print(wide_markdown(table_rows, run_keys(runs)) if args.wide else markdown(table_rows))
   return 0
 
 

@@ -213,10 +213,20 @@ def test_table_command_reads_run_directories(tmp_path, capsys):
     rundir.append_result(str(workdir), _record(4, estimates, stage=0, stage_true_mi=2.0))
   (tmp_path / "runs" / "not-a-run").mkdir()
   assert staircase_table.main(["table", str(tmp_path / "runs")]) == 0
+  captured = capsys.readouterr()
   # e = 1, 3, 2, 2 against 2 nats: bias 0, variance 0.5, MSE 0.5.
   assert ("| gaussian | nce | separable | 0 | 2.000 | 0.000 | 0.500 | 0.500 | 4 |"
-          in capsys.readouterr().out)
+          in captured.out)
+  # Neither run recorded its planned last step: both are named as not finished.
+  assert "2 run(s) not finished" in captured.err
   assert staircase_table.main(["table", str(tmp_path / "nowhere")]) == 2
+  # --only keeps the matching run directories: seed 1 alone (e = 2, 2: variance 0).
+  assert staircase_table.main(["table", str(tmp_path / "runs"), "--only=seed1$"]) == 0
+  assert ("| gaussian | nce | separable | 0 | 2.000 | 0.000 | 0.000 | 0.000 | 2 |"
+          in capsys.readouterr().out)
+  assert staircase_table.main(["table", str(tmp_path / "runs"), "--only=nothing"]) == 1
+  assert staircase_table.main(["table", str(tmp_path / "runs"), "--only=("]) == 2
+  assert "not a regular expression" in capsys.readouterr().err
 
 
 def test_wide_table_has_one_block_per_variant_and_critic():
