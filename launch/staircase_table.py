@@ -61,15 +61,27 @@ def stage_true_mi(records):
 
 def differing_settings(runs):
   """The bindings, other than seeds, execution settings and the table's own columns, whose
-  values differ between `runs` (runs that differ in them must not be pooled)."""
+  values differ between `runs` (runs that differ in them must not be pooled).
+
+  An estimator's own parameters (smile.tau, mine.momentum, ...) are compared between the
+  runs of that estimator only: the other estimators' runs do not have them.
+  """
   own = {"staircase.estimator", "staircase.critic", "staircase.cubic"}
-  # An estimator's own parameters (smile.tau, ...) are part of its row: only runs of the
-  # same estimator are compared on them.
-  estimators = {str(config.get("staircase.estimator")) for config, _ in runs}
+  by_estimator = collections.defaultdict(list)
+  for config, _ in runs:
+    by_estimator[str(config.get("staircase.estimator"))].append(config)
   keys = {k for config, _ in runs for k in config
-          if k not in own and not rundir.is_seed(k) and not rundir.is_execution_setting(k)
-          and k.split(".", 1)[0] not in estimators}
-  return sorted(k for k in keys if len({repr(c.get(k)) for c, _ in runs}) > 1)
+          if k not in own and not rundir.is_seed(k) and not rundir.is_execution_setting(k)}
+
+  def differ(key, configs):
+    return len({repr(c.get(key)) for c in configs}) > 1
+
+  every_config = [config for config, _ in runs]
+  differing = {k for k in keys
+               if k.split(".", 1)[0] not in by_estimator and differ(k, every_config)}
+  for name, configs in by_estimator.items():
+    differing |= {k for k in keys if k.split(".", 1)[0] == name and differ(k, configs)}
+  return sorted(differing)
 
 
 def pool(runs):

@@ -202,6 +202,18 @@ def test_table_bias_variance_and_mse_on_known_records():
       "staircase.batch_size"]
 
 
+def test_runs_of_one_estimator_with_different_parameters_are_not_pooled():
+  """smile.tau is compared between the smile runs only: the nwj runs have no smile.tau."""
+  base = {"staircase.steps_per_stage": 4, "staircase.critic": "concat", "run.seed": 0}
+  nwj = dict(base, **{"staircase.estimator": "nwj"})
+  smile5 = dict(base, **{"staircase.estimator": "smile", "smile.tau": 5.0})
+  smile5_seed1 = dict(smile5, **{"run.seed": 1})
+  smile_none = dict(smile5, **{"smile.tau": None})
+  runs = [(c, []) for c in (nwj, smile5, smile5_seed1)]
+  assert staircase_table.differing_settings(runs) == []
+  assert staircase_table.differing_settings(runs + [(smile_none, [])]) == ["smile.tau"]
+
+
 def test_table_command_reads_run_directories(tmp_path, capsys):
   config = ("run.experiment = 'staircase'\nrun.seed = {seed}\nstaircase.steps_per_stage = 4\n"
             "staircase.estimator = 'nce'\nstaircase.critic = 'separable'\n"
