@@ -197,8 +197,10 @@ def js(scores, y=None, training=False):
   """JS: trains the f-GAN Jensen-Shannon objective, reports NWJ of the same critic.
 
   value = NWJ(S + 1) = TUBA(S) with log a = 0 = 1 + mean_i S_ii - exp(lme_O(S)), since the
-  optimal JS critic is log p/(p_x p_y) and NWJ's is that plus 1 (Poole et al. 2019, as in
-  their notebook's `js_lower_bound`); objective = `js_objective(S)`.
+  optimal JS critic is log p/(p_x p_y) and NWJ's is that plus 1 (as SPEC.md defines it; the
+  value is tight at the optimal JS critic); objective = `js_objective(S)`. Poole et al.'s
+  notebook (`js_lower_bound`) reports NWJ(S) instead, which is lower by
+  1 - (1 - 1/e) mean_O exp(S): by 1/e at the optimal critic.
 
   Args:
     scores: [K, K] score matrix, positives on the diagonal (K >= 2).
