@@ -430,6 +430,9 @@ def test_learned_baseline_belongs_to_the_y_of_each_pair(name):
   s = rng.standard_normal((6, 6)).astype(np.float32)
   y = rng.standard_normal((6, 3)).astype(np.float32)
   scores = tf.Variable(s)
+  layer(scores, y)  # builds the baseline MLP; then weights of order 1, not the initial ones,
+  for v in layer.trainable_variables:  # so that log a(y) differs clearly between the y_j
+    v.assign(rng.standard_normal(v.shape).astype(np.float32))
   with tf.GradientTape() as tape:
     bound = layer(scores, y)
   log_a = _numpy_baseline(layer, y.astype(np.float64))
